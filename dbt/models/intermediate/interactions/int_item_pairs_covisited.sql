@@ -1,0 +1,86 @@
+-- Item pairs seen close together in one user's history, per day of the later event. Each visit
+-- pairs only with the next few visits within a time limit, so the cost stays linear in events.
+
+with
+
+events as (
+
+    select * from {{ ref('stg_app__events') }}
+
+),
+
+events_with_previous as (
+
+    select
+        user_id,
+        item_id,
+        event_at,
+        lag(item_id) over (
+            partition by user_id order by event_at, item_id
+        ) as previous_item_id
+
+    from events
+
+),
+
+-- A view followed by a click on the same item is one visit, not two.
+visits as (
+
+    select
+        user_id,
+        item_id,
+        event_at,
+        row_number() over (partition by user_id order by event_at, item_id) as visit_number
+
+    from events_with_previous
+    where previous_item_id is null or previous_item_id != item_id
+
+),
+
+forward_pairs as (
+
+    select
+        earlier.item_id,
+        later.item_id as related_item_id,
+        cast(later.event_at as date) as covisit_date
+
+    from visits as earlier
+    inner join visits as later
+        on
+            earlier.user_id = later.user_id
+            and later.visit_number > earlier.visit_number
+            and later.visit_number <= earlier.visit_number + {{ var('covisit_max_positions') }}
+            and later.event_at
+            <= {{ dbt.dateadd('minute', var('covisit_max_minutes'), 'earlier.event_at') }}
+            and later.item_id != earlier.item_id
+
+),
+
+both_directions as (
+
+    select item_id, related_item_id, covisit_date from forward_pairs
+
+    union all
+
+    select
+        related_item_id as item_id,
+        item_id as related_item_id,
+        covisit_date
+    from forward_pairs
+
+),
+
+aggregated as (
+
+    select
+        item_id,
+        related_item_id,
+        covisit_date,
+        count(*) as covisit_count
+
+    from both_directions
+    group by item_id, related_item_id, covisit_date
+
+)
+
+select * from aggregated

@@ -1,0 +1,82 @@
+{%- set windows = var('popularity_windows_days') -%}
+{%- set rank_window = var('popularity_rank_window_days') -%}
+{%- if rank_window not in windows -%}
+    {{ exceptions.raise_compiler_error(
+        "popularity_rank_window_days (" ~ rank_window ~ ") must be one of "
+        ~ "popularity_windows_days " ~ windows ~ " in dbt/dbt_project.yml."
+    ) }}
+{%- endif -%}
+-- Item popularity over several windows before each snapshot, with the item's overall and
+-- within-category popularity rank (the popularity candidate sources read the ranks).
+
+with
+
+interactions as (
+
+    select * from {{ ref('int_user_item_interactions_daily') }}
+
+),
+
+items as (
+
+    select * from {{ ref('stg_app__items') }}
+
+),
+
+snapshots as (
+
+    select * from {{ ref('int_snapshots_scheduled') }}
+
+),
+
+windowed as (
+
+    select
+        snapshots.snapshot_date,
+        interactions.item_id,
+        {%- for window in windows %}
+        count(distinct case
+            when interactions.event_date >= cast({{ dbt.dateadd(
+                'day', -window, 'snapshots.snapshot_date'
+            ) }} as date)
+                then interactions.user_id
+        end) as users_{{ window }}d,
+        {%- endfor %}
+        cast(sum(interactions.positive_event_count) as {{ dbt.type_bigint() }})
+            as positive_events_{{ windows | max }}d,
+        cast(sum(interactions.event_count) as {{ dbt.type_bigint() }})
+            as events_{{ windows | max }}d,
+        max(interactions.last_event_at) as last_event_at
+
+    from snapshots
+    inner join interactions
+        on
+            interactions.event_date < snapshots.snapshot_date
+            and interactions.event_date >= cast({{ dbt.dateadd(
+                'day', -(windows | max), 'snapshots.snapshot_date'
+            ) }} as date)
+    group by snapshots.snapshot_date, interactions.item_id
+
+),
+
+ranked as (
+
+    select
+        windowed.*,
+        coalesce(items.category, 'unknown') as category,
+        row_number() over (
+            partition by windowed.snapshot_date
+            order by windowed.users_{{ rank_window }}d desc, windowed.item_id
+        ) as popularity_rank,
+        row_number() over (
+            partition by windowed.snapshot_date, coalesce(items.category, 'unknown')
+            order by windowed.users_{{ rank_window }}d desc, windowed.item_id
+        ) as category_popularity_rank
+
+    from windowed
+    left join items
+        on windowed.item_id = items.item_id
+
+)
+
+select * from ranked

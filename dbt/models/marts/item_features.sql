@@ -1,0 +1,77 @@
+-- Item features at each snapshot, from events strictly before it, for every item listed
+-- before the snapshot or seen in its events.
+
+{%- set windows = var('popularity_windows_days') %}
+
+with
+
+items as (
+
+    select * from {{ ref('stg_app__items') }}
+
+),
+
+popularity as (
+
+    select * from {{ ref('int_item_popularity_snapshotted') }}
+
+),
+
+snapshots as (
+
+    select * from {{ ref('int_snapshots_scheduled') }}
+
+),
+
+listed_items as (
+
+    select
+        snapshots.snapshot_date,
+        items.item_id
+
+    from snapshots
+    cross join items
+    where items.created_at is null or items.created_at < snapshots.snapshot_date
+
+    union distinct
+
+    select
+        snapshot_date,
+        item_id
+    from popularity
+
+),
+
+final as (
+
+    select
+        listed_items.item_id,
+        coalesce(items.category, 'unknown') as category,
+        {%- for window in windows %}
+        coalesce(popularity.users_{{ window }}d, 0) as users_{{ window }}d,
+        {%- endfor %}
+        coalesce(popularity.events_{{ windows | max }}d, 0) as events_{{ windows | max }}d,
+        coalesce(popularity.positive_events_{{ windows | max }}d, 0)
+            as positive_events_{{ windows | max }}d,
+        popularity.positive_events_{{ windows | max }}d
+        / nullif(popularity.events_{{ windows | max }}d, 0) as positive_rate_{{ windows | max }}d,
+        popularity.popularity_rank,
+        popularity.category_popularity_rank,
+        {{ dbt.datediff('items.created_at', 'listed_items.snapshot_date', 'day') }}
+            as days_since_created,
+        {{ dbt.datediff('popularity.last_event_at', 'listed_items.snapshot_date', 'day') }}
+            as days_since_last_event,
+        listed_items.snapshot_date,
+        popularity.last_event_at
+
+    from listed_items
+    left join items
+        on listed_items.item_id = items.item_id
+    left join popularity
+        on
+            listed_items.snapshot_date = popularity.snapshot_date
+            and listed_items.item_id = popularity.item_id
+
+)
+
+select * from final

@@ -1,0 +1,12 @@
+-- The candidates and features at the latest cutoff, for batch recommendations.
+
+with
+
+featurized as (
+
+    select * from {{ ref('int_candidates_featurized') }}
+    where split = 'scoring'
+
+)
+
+select * from featurized

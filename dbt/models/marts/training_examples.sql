@@ -1,0 +1,36 @@
+-- One row per candidate at every labelled snapshot, with its features and its label: did the
+-- user positively interact with the item within the label window after the snapshot?
+-- `split` holds out the latest labelled snapshots for validation and test, by time.
+
+with
+
+featurized as (
+
+    select * from {{ ref('int_candidates_featurized') }}
+    where split != 'scoring'
+
+),
+
+labels as (
+
+    select * from {{ ref('int_user_item_labels') }}
+
+),
+
+final as (
+
+    select
+        featurized.*,
+        cast(case when labels.item_id is not null then 1 else 0 end as {{ dbt.type_bigint() }})
+            as label
+
+    from featurized
+    left join labels
+        on
+            featurized.snapshot_date = labels.snapshot_date
+            and featurized.user_id = labels.user_id
+            and featurized.item_id = labels.item_id
+
+)
+
+select * from final

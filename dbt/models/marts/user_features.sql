@@ -1,0 +1,112 @@
+-- User features at each snapshot, from events strictly before it.
+
+with
+
+interactions as (
+
+    select * from {{ ref('int_user_item_interactions_daily') }}
+
+),
+
+users as (
+
+    select * from {{ ref('stg_app__users') }}
+
+),
+
+affinities as (
+
+    select * from {{ ref('int_user_category_affinities') }}
+
+),
+
+snapshots as (
+
+    select * from {{ ref('int_snapshots_scheduled') }}
+
+),
+
+activity as (
+
+    select
+        snapshots.snapshot_date,
+        interactions.user_id,
+        {%- for window in [7, 28] %}
+        sum(case
+            when interactions.event_date >= cast({{ dbt.dateadd(
+                'day', -window, 'snapshots.snapshot_date'
+            ) }} as date)
+                then interactions.event_count
+            else 0
+        end) as events_{{ window }}d,
+        {%- endfor %}
+        sum(interactions.event_count) as events_total,
+        sum(case
+            when interactions.event_date >= cast({{ dbt.dateadd(
+                'day', -28, 'snapshots.snapshot_date'
+            ) }} as date)
+                then interactions.positive_event_count
+            else 0
+        end) as positive_events_28d,
+        sum(interactions.positive_event_count) as positive_events_total,
+        sum(interactions.interaction_weight) as interaction_weight_total,
+        count(distinct interactions.item_id) as distinct_items_total,
+        count(distinct interactions.event_date) as active_days_total,
+        min(interactions.first_event_at) as first_event_at,
+        max(interactions.last_event_at) as last_event_at
+
+    from snapshots
+    inner join interactions
+        on interactions.event_date < snapshots.snapshot_date
+    group by snapshots.snapshot_date, interactions.user_id
+
+),
+
+favourite_categories as (
+
+    select
+        snapshot_date,
+        user_id,
+        category as favourite_category,
+        affinity_share as favourite_category_share
+
+    from affinities
+    where affinity_rank = 1
+
+),
+
+final as (
+
+    select
+        activity.user_id,
+        coalesce(users.segment, 'unknown') as segment,
+        coalesce(favourite_categories.favourite_category, 'unknown') as favourite_category,
+        cast(activity.events_7d as {{ dbt.type_bigint() }}) as events_7d,
+        cast(activity.events_28d as {{ dbt.type_bigint() }}) as events_28d,
+        cast(activity.events_total as {{ dbt.type_bigint() }}) as events_total,
+        cast(activity.positive_events_28d as {{ dbt.type_bigint() }}) as positive_events_28d,
+        cast(activity.positive_events_total as {{ dbt.type_bigint() }}) as positive_events_total,
+        activity.interaction_weight_total,
+        activity.distinct_items_total,
+        activity.active_days_total,
+        favourite_categories.favourite_category_share,
+        {{ dbt.datediff('activity.last_event_at', 'activity.snapshot_date', 'day') }}
+            as days_since_last_event,
+        {{ dbt.datediff('activity.first_event_at', 'activity.snapshot_date', 'day') }}
+            as days_since_first_event,
+        {{ dbt.datediff('users.signup_at', 'activity.snapshot_date', 'day') }}
+            as days_since_signup,
+        activity.snapshot_date,
+        activity.last_event_at
+
+    from activity
+    left join users
+        on activity.user_id = users.user_id
+    left join favourite_categories
+        on
+            activity.snapshot_date = favourite_categories.snapshot_date
+            and activity.user_id = favourite_categories.user_id
+
+)
+
+select * from final

@@ -1,0 +1,64 @@
+{{
+    config(
+        materialized = 'table',
+    )
+}}
+-- A table, not a view: both the clean events and the quarantine read it, and the raw log
+-- should be scanned once per build.
+
+with
+
+source as (
+
+    select * from {{ source('app', 'events') }}
+
+),
+
+typed as (
+
+    select
+        nullif(trim(cast(user_id as {{ dbt.type_string() }})), '') as user_id,
+        nullif(trim(cast(item_id as {{ dbt.type_string() }})), '') as item_id,
+        nullif(lower(trim(cast(event_type as {{ dbt.type_string() }}))), '') as event_type,
+        cast(event_at as {{ dbt.type_string() }}) as event_at_raw,
+        cast(value as {{ dbt.type_string() }}) as event_value_raw,
+        {{ dbt.safe_cast('value', type_float64()) }} as event_value,
+        {{ to_utc_timestamp('event_at') }} as event_at
+
+    from source
+
+),
+
+keyed as (
+
+    select
+        {{ surrogate_key(['user_id', 'item_id', 'event_type', 'event_at_raw', 'event_value_raw']) }}
+            as event_id,
+        *
+
+    from typed
+
+),
+
+validated as (
+
+    select
+        *,
+        case
+            when user_id is null then 'missing_user_id'
+            when item_id is null then 'missing_item_id'
+            when event_type is null then 'missing_event_type'
+            when event_at_raw is null then 'missing_event_at'
+            when event_at is null then 'unparseable_event_at'
+            when event_value_raw is not null and event_value is null then 'unparseable_value'
+            when event_type not in {{ event_type_list() }} then 'unknown_event_type'
+            when event_at > {{ as_of_timestamp() }} then 'future_event_at'
+            when row_number() over (partition by event_id order by event_at) > 1
+                then 'duplicate_event'
+        end as quarantine_reason
+
+    from keyed
+
+)
+
+select * from validated

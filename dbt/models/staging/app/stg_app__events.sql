@@ -1,0 +1,27 @@
+with
+
+validated as (
+
+    select * from {{ ref('base_app__events_validated') }}
+
+),
+
+renamed as (
+
+    select
+        event_id,
+        user_id,
+        item_id,
+        event_type,
+        event_value,
+        {{ event_type_weight('event_type') }} as event_weight,
+        {{ event_type_is_positive('event_type') }} as is_positive,
+        cast(event_at as date) as event_date,
+        event_at
+
+    from validated
+    where quarantine_reason is null
+
+)
+
+select * from renamed
