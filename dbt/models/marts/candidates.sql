@@ -76,16 +76,21 @@ covisitation_scored as (
 
 ),
 
+covisitation_ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by snapshot_date, user_id order by covisitation_score desc, item_id asc
+        ) as covisitation_rank
+
+    from covisitation_scored
+
+),
+
 covisitation_candidates as (
 
-    select * from (
-        select
-            *,
-            row_number() over (
-                partition by snapshot_date, user_id order by covisitation_score desc, item_id
-            ) as covisitation_rank
-        from covisitation_scored
-    )
+    select * from covisitation_ranked
     where covisitation_rank <= {{ per_source }}
 
 ),
@@ -129,27 +134,44 @@ category_scored as (
 
 ),
 
+category_ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by snapshot_date, user_id order by category_score desc, item_id asc
+        ) as category_rank
+
+    from category_scored
+
+),
+
 category_candidates as (
 
-    select * from (
-        select
-            *,
-            row_number() over (
-                partition by snapshot_date, user_id order by category_score desc, item_id
-            ) as category_rank
-        from category_scored
-    )
+    select * from category_ranked
     where category_rank <= {{ per_source }}
 
 ),
 
 unioned as (
 
-    select snapshot_date, user_id, item_id from covisitation_candidates
+    select
+        snapshot_date,
+        user_id,
+        item_id
+    from covisitation_candidates
     union distinct
-    select snapshot_date, user_id, item_id from popularity_candidates
+    select
+        snapshot_date,
+        user_id,
+        item_id
+    from popularity_candidates
     union distinct
-    select snapshot_date, user_id, item_id from category_candidates
+    select
+        snapshot_date,
+        user_id,
+        item_id
+    from category_candidates
 
 ),
 
@@ -192,15 +214,13 @@ final as (
     select sourced.*
 
     from sourced
-    {%- if var('exclude_seen_items') %}
-    -- Items the user already interacted with before the snapshot are not recommended again.
     left join user_items as seen
         on
             sourced.snapshot_date = seen.snapshot_date
             and sourced.user_id = seen.user_id
             and sourced.item_id = seen.item_id
-    where seen.item_id is null
-    {%- endif %}
+    -- Items the user already interacted with are not recommended again, unless configured.
+    where seen.item_id is null or not {{ 'true' if var('exclude_seen_items') else 'false' }}
 
 )
 

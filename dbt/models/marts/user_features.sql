@@ -26,39 +26,39 @@ snapshots as (
 
 ),
 
-activity as (
+interactions_before_snapshot as (
 
     select
         snapshots.snapshot_date,
-        interactions.user_id,
-        {%- for window in [7, 28] %}
-        sum(case
-            when interactions.event_date >= cast({{ dbt.dateadd(
-                'day', -window, 'snapshots.snapshot_date'
-            ) }} as date)
-                then interactions.event_count
-            else 0
-        end) as events_{{ window }}d,
-        {%- endfor %}
-        sum(interactions.event_count) as events_total,
-        sum(case
-            when interactions.event_date >= cast({{ dbt.dateadd(
-                'day', -28, 'snapshots.snapshot_date'
-            ) }} as date)
-                then interactions.positive_event_count
-            else 0
-        end) as positive_events_28d,
-        sum(interactions.positive_event_count) as positive_events_total,
-        sum(interactions.interaction_weight) as interaction_weight_total,
-        count(distinct interactions.item_id) as distinct_items_total,
-        count(distinct interactions.event_date) as active_days_total,
-        min(interactions.first_event_at) as first_event_at,
-        max(interactions.last_event_at) as last_event_at
+        interactions.*,
+        {{ dbt.datediff('interactions.event_date', 'snapshots.snapshot_date', 'day') }}
+            as days_ago
 
     from snapshots
     inner join interactions
-        on interactions.event_date < snapshots.snapshot_date
-    group by snapshots.snapshot_date, interactions.user_id
+        on snapshots.snapshot_date > interactions.event_date
+
+),
+
+activity as (
+
+    select
+        snapshot_date,
+        user_id,
+        sum(case when days_ago <= 7 then event_count else 0 end) as events_7d,
+        sum(case when days_ago <= 28 then event_count else 0 end) as events_28d,
+        sum(event_count) as events_total,
+        sum(case when days_ago <= 28 then positive_event_count else 0 end)
+            as positive_events_28d,
+        sum(positive_event_count) as positive_events_total,
+        sum(interaction_weight) as interaction_weight_total,
+        count(distinct item_id) as distinct_items_total,
+        count(distinct event_date) as active_days_total,
+        min(first_event_at) as first_event_at,
+        max(last_event_at) as last_event_at
+
+    from interactions_before_snapshot
+    group by snapshot_date, user_id
 
 ),
 

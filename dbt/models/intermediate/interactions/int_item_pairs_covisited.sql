@@ -48,17 +48,21 @@ forward_pairs as (
     inner join visits as later
         on
             earlier.user_id = later.user_id
-            and later.visit_number > earlier.visit_number
+            and earlier.visit_number < later.visit_number
             and later.visit_number <= earlier.visit_number + {{ var('covisit_max_positions') }}
             and later.event_at
             <= {{ dbt.dateadd('minute', var('covisit_max_minutes'), 'earlier.event_at') }}
-            and later.item_id != earlier.item_id
+            and earlier.item_id != later.item_id
 
 ),
 
 both_directions as (
 
-    select item_id, related_item_id, covisit_date from forward_pairs
+    select
+        item_id,
+        related_item_id,
+        covisit_date
+    from forward_pairs
 
     union all
 

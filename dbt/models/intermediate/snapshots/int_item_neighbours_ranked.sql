@@ -27,7 +27,7 @@ aggregated as (
     from snapshots
     inner join pairs
         on
-            pairs.covisit_date < snapshots.snapshot_date
+            snapshots.snapshot_date > pairs.covisit_date
             and pairs.covisit_date >= cast({{ dbt.dateadd(
                 'day', -var('covisit_lookback_days'), 'snapshots.snapshot_date'
             ) }} as date)
@@ -40,7 +40,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by snapshot_date, item_id order by covisit_count desc, related_item_id
+            partition by snapshot_date, item_id order by covisit_count desc, related_item_id asc
         ) as neighbour_rank
 
     from aggregated

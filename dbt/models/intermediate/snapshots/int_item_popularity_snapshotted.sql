@@ -29,33 +29,39 @@ snapshots as (
 
 ),
 
-windowed as (
+interactions_before_snapshot as (
 
     select
         snapshots.snapshot_date,
-        interactions.item_id,
-        {%- for window in windows %}
-        count(distinct case
-            when interactions.event_date >= cast({{ dbt.dateadd(
-                'day', -window, 'snapshots.snapshot_date'
-            ) }} as date)
-                then interactions.user_id
-        end) as users_{{ window }}d,
-        {%- endfor %}
-        cast(sum(interactions.positive_event_count) as {{ dbt.type_bigint() }})
-            as positive_events_{{ windows | max }}d,
-        cast(sum(interactions.event_count) as {{ dbt.type_bigint() }})
-            as events_{{ windows | max }}d,
-        max(interactions.last_event_at) as last_event_at
+        interactions.*,
+        {{ dbt.datediff('interactions.event_date', 'snapshots.snapshot_date', 'day') }}
+            as days_ago
 
     from snapshots
     inner join interactions
         on
-            interactions.event_date < snapshots.snapshot_date
+            snapshots.snapshot_date > interactions.event_date
             and interactions.event_date >= cast({{ dbt.dateadd(
                 'day', -(windows | max), 'snapshots.snapshot_date'
             ) }} as date)
-    group by snapshots.snapshot_date, interactions.item_id
+
+),
+
+windowed as (
+
+    select
+        snapshot_date,
+        item_id,
+        {%- for window in windows %}
+        count(distinct case when days_ago <= {{ window }} then user_id end) as users_{{ window }}d,
+        {%- endfor %}
+        cast(sum(positive_event_count) as {{ dbt.type_bigint() }})
+            as positive_events_{{ windows | max }}d,
+        cast(sum(event_count) as {{ dbt.type_bigint() }}) as events_{{ windows | max }}d,
+        max(last_event_at) as last_event_at
+
+    from interactions_before_snapshot
+    group by snapshot_date, item_id
 
 ),
 
@@ -66,11 +72,11 @@ ranked as (
         coalesce(items.category, 'unknown') as category,
         row_number() over (
             partition by windowed.snapshot_date
-            order by windowed.users_{{ rank_window }}d desc, windowed.item_id
+            order by windowed.users_{{ rank_window }}d desc, windowed.item_id asc
         ) as popularity_rank,
         row_number() over (
             partition by windowed.snapshot_date, coalesce(items.category, 'unknown')
-            order by windowed.users_{{ rank_window }}d desc, windowed.item_id
+            order by windowed.users_{{ rank_window }}d desc, windowed.item_id asc
         ) as category_popularity_rank
 
     from windowed

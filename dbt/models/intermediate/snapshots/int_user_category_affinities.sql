@@ -32,7 +32,7 @@ category_weights as (
     from snapshots
     inner join interactions
         on
-            interactions.event_date < snapshots.snapshot_date
+            snapshots.snapshot_date > interactions.event_date
             and interactions.event_date >= cast({{ dbt.dateadd(
                 'day', -var('category_affinity_lookback_days'), 'snapshots.snapshot_date'
             ) }} as date)
@@ -50,7 +50,7 @@ shared as (
             partition by snapshot_date, user_id
         ) as affinity_share,
         row_number() over (
-            partition by snapshot_date, user_id order by interaction_weight desc, category
+            partition by snapshot_date, user_id order by interaction_weight desc, category asc
         ) as affinity_rank
 
     from category_weights

@@ -27,8 +27,8 @@ labelled as (
     from snapshots
     inner join events
         on
-            events.event_date >= snapshots.snapshot_date
-            and events.event_date < snapshots.label_window_end_date
+            snapshots.snapshot_date <= events.event_date
+            and snapshots.label_window_end_date > events.event_date
     where events.is_positive
     group by snapshots.snapshot_date, events.user_id, events.item_id
 

@@ -27,7 +27,7 @@ aggregated as (
 
     from snapshots
     inner join interactions
-        on interactions.event_date < snapshots.snapshot_date
+        on snapshots.snapshot_date > interactions.event_date
     group by snapshots.snapshot_date, interactions.user_id, interactions.item_id
 
 ),
@@ -37,7 +37,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by snapshot_date, user_id order by last_event_at desc, item_id
+            partition by snapshot_date, user_id order by last_event_at desc, item_id asc
         ) as recency_rank
 
     from aggregated

@@ -29,8 +29,9 @@ unioned as (
     select
         'events' as source_table,
         quarantine_reason,
-        {{ record_to_json(['user_id', 'item_id', 'event_type', 'event_at_raw', 'event_value_raw']) }}
-            as raw_record
+        {{ record_to_json(
+            ['user_id', 'item_id', 'event_type', 'event_at_raw', 'event_value_raw']
+        ) }} as raw_record
     from events
 
     union all

@@ -1,0 +1,81 @@
+-- Candidate recall by source: of all positive interactions in the test label window, the share
+-- that each candidate source (and their union) put in front of the ranker. The union is the
+-- ceiling of any ranker's recall; `already_seen` is the share the seen-item exclusion removes.
+
+with
+
+snapshots as (
+
+    select * from {{ ref('int_snapshots_scheduled') }}
+    where split = 'test'
+
+),
+
+labels as (
+
+    select * from {{ ref('int_user_item_labels') }}
+
+),
+
+candidates as (
+
+    select * from {{ ref('candidates') }}
+
+),
+
+user_items as (
+
+    select * from {{ ref('int_user_items_snapshotted') }}
+
+),
+
+test_positives as (
+
+    select labels.*
+
+    from labels
+    inner join snapshots
+        on labels.snapshot_date = snapshots.snapshot_date
+
+),
+
+matched as (
+
+    select
+        test_positives.user_id,
+        test_positives.item_id,
+        coalesce(candidates.is_from_covisitation, false) as is_from_covisitation,
+        coalesce(candidates.is_from_popularity, false) as is_from_popularity,
+        coalesce(candidates.is_from_category, false) as is_from_category,
+        candidates.item_id is not null as is_candidate,
+        seen.item_id is not null as is_already_seen
+
+    from test_positives
+    left join candidates
+        on
+            test_positives.snapshot_date = candidates.snapshot_date
+            and test_positives.user_id = candidates.user_id
+            and test_positives.item_id = candidates.item_id
+    left join user_items as seen
+        on
+            test_positives.snapshot_date = seen.snapshot_date
+            and test_positives.user_id = seen.user_id
+            and test_positives.item_id = seen.item_id
+
+),
+
+recall as (
+
+    select
+        count(*) as test_positives,
+        avg(case when is_from_covisitation then 1.0 else 0.0 end) as covisitation,
+        avg(case when is_from_popularity then 1.0 else 0.0 end) as popularity,
+        avg(case when is_from_category then 1.0 else 0.0 end) as category,
+        avg(case when is_candidate then 1.0 else 0.0 end) as all_sources,
+        avg(case when is_already_seen then 1.0 else 0.0 end) as already_seen
+
+    from matched
+
+)
+
+select * from recall

@@ -1,0 +1,1 @@
+"""recflow: the command line around the dbt feature pipeline (sample data, runs, reports)."""

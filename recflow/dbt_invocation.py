@@ -1,0 +1,94 @@
+"""Run dbt as a child process and read back what it reports.
+
+A child process rather than dbt's in-process runner: dbt's adapters keep connections and global
+state for the life of the process, and the report that follows opens the same DuckDB file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from recflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DbtFailedError(RuntimeError):
+    """dbt exited non-zero; its own output (already shown) says why."""
+
+
+@dataclass(frozen=True)
+class NodeTiming:
+    unique_id: str
+    status: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DbtRun:
+    command: tuple[str, ...]
+    seconds: float
+    nodes: tuple[NodeTiming, ...]
+
+
+def dbt_executable() -> str:
+    return str(Path(sys.executable).with_name("dbt"))
+
+
+def run_dbt(settings: Settings, *args: str, quiet: bool = False) -> DbtRun:
+    """Run `dbt <args>` on the settings' project and target; raise DbtFailedError if it fails."""
+    command = (
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(settings.dbt_project_dir),
+        "--target",
+        settings.dbt_target,
+    )
+    log.info("running %s", " ".join(command[1:]))
+    started = time.perf_counter()
+    completed = subprocess.run(
+        command,
+        env=settings.dbt_environment(),
+        cwd=settings.dbt_project_dir,
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        if quiet and completed.stdout:
+            sys.stderr.write(completed.stdout)
+        raise DbtFailedError(
+            f"dbt {args[0]} failed (exit {completed.returncode}); see its output above"
+        )
+    return DbtRun(command=command, seconds=seconds, nodes=_read_node_timings(settings))
+
+
+def _read_node_timings(settings: Settings) -> tuple[NodeTiming, ...]:
+    run_results = settings.dbt_project_dir / "target" / "run_results.json"
+    if not run_results.exists():
+        return ()
+    results = json.loads(run_results.read_text())["results"]
+    return tuple(
+        NodeTiming(
+            unique_id=result["unique_id"],
+            status=result["status"],
+            seconds=float(result["execution_time"]),
+        )
+        for result in results
+    )
+
+
+def compiled_analysis_sql(settings: Settings, name: str) -> str:
+    """Compile one analysis of the project and return its SQL."""
+    run_dbt(settings, "compile", "--select", name, quiet=True)
+    manifest = json.loads((settings.dbt_project_dir / "target" / "manifest.json").read_text())
+    return manifest["nodes"][f"analysis.recflow.{name}"]["compiled_code"]
