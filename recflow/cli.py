@@ -13,6 +13,7 @@ from recflow import sample_data
 from recflow.dbt_invocation import DbtFailedError, compiled_analysis_sql, run_dbt
 from recflow.settings import Settings, default_data_dir
 from recflow.warehouse_report import BuildSummary, summarise_build
+from trainer import task as trainer_task
 
 log = logging.getLogger("recflow")
 
@@ -41,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="build the feature pipeline on the embedded default (DuckDB, local files)",
         description="Generate the sample data if the default data directory is empty, run "
-        "`dbt build`, and print rows per model, quarantined rows and candidate recall.",
+        "`dbt build` (features), train and evaluate the ranker, write batch recommendations back "
+        "to DuckDB and build the models over them (`dbt build --selector serving`).",
     )
     run.add_argument(
         "--data-dir",
@@ -49,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="a data directory in the raw data contract (default: $RECFLOW_DATA_DIR, else "
         "data/sample, generated on first use)",
+    )
+    run.add_argument(
+        "--holdout-days",
+        type=int,
+        default=None,
+        help="length of the label window and of the spacing between snapshots, so of the "
+        "validation and test hold-outs (default: the dbt vars, 7)",
+    )
+    run.add_argument(
+        "--skip-training", action="store_true", help="stop after the feature build and report"
     )
     _add_sample_arguments(run)
     run.set_defaults(handler=_run)
@@ -76,7 +88,12 @@ def _write_sample(data_dir: Path, scale: str, seed: int | None, file_format: str
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(data_dir=args.data_dir)
+    dbt_vars = (
+        {"label_window_days": args.holdout_days, "snapshot_interval_days": args.holdout_days}
+        if args.holdout_days
+        else {}
+    )
+    settings = Settings.from_env(data_dir=args.data_dir, dbt_vars=dbt_vars)
     if settings.is_default_data_dir and not settings.data_dir.exists():
         log.info("no data in %s yet: generating the %s sample", settings.data_dir, args.scale)
         _write_sample(settings.data_dir, args.scale, args.seed, "parquet")
@@ -94,6 +111,22 @@ def _run(args: argparse.Namespace) -> int:
         recall_sql=compiled_analysis_sql(settings, "candidate_recall_by_source"),
     )
     _print_summary(settings, summary, build_seconds)
+    if args.skip_training:
+        return 0
+
+    print("\ntraining the ranker on the feature tables")
+    trained = trainer_task.main(
+        [
+            "--warehouse-uri",
+            f"duckdb://{settings.duckdb_path}",
+            "--manifest",
+            str(settings.dbt_target_path / "manifest.json"),
+        ]
+    )
+    if trained != 0:
+        return trained
+    run_dbt(settings, "build", "--selector", "serving")
+    print("\nrecommendations built and tested: table main.recommendations in", settings.duckdb_path)
     return 0
 
 

@@ -50,6 +50,7 @@ def run_dbt(settings: Settings, *args: str, quiet: bool = False) -> DbtRun:
         str(settings.dbt_project_dir),
         "--target",
         settings.dbt_target,
+        *(("--vars", json.dumps(dict(settings.dbt_vars))) if settings.dbt_vars else ()),
     )
     log.info("running %s", " ".join(command[1:]))
     started = time.perf_counter()
@@ -73,7 +74,7 @@ def run_dbt(settings: Settings, *args: str, quiet: bool = False) -> DbtRun:
 
 
 def _read_node_timings(settings: Settings) -> tuple[NodeTiming, ...]:
-    run_results = settings.dbt_project_dir / "target" / "run_results.json"
+    run_results = settings.dbt_target_path / "run_results.json"
     if not run_results.exists():
         return ()
     results = json.loads(run_results.read_text())["results"]
@@ -90,5 +91,5 @@ def _read_node_timings(settings: Settings) -> tuple[NodeTiming, ...]:
 def compiled_analysis_sql(settings: Settings, name: str) -> str:
     """Compile one analysis of the project and return its SQL."""
     run_dbt(settings, "compile", "--select", name, quiet=True)
-    manifest = json.loads((settings.dbt_project_dir / "target" / "manifest.json").read_text())
+    manifest = json.loads((settings.dbt_target_path / "manifest.json").read_text())
     return manifest["nodes"][f"analysis.recflow.{name}"]["compiled_code"]

@@ -3,8 +3,11 @@
 --   covisitation: neighbours of the user's most recent items
 --   popularity:   the most popular items overall
 --   category:     the most popular items of the user's two favourite categories
+-- Items the user already interacted with are removed before each source keeps its top
+-- `candidates_per_source`, so every source offers that many new items (unless configured).
 
 {%- set per_source = var('candidates_per_source') %}
+{%- set exclude_seen = 'true' if var('exclude_seen_items') else 'false' %}
 
 with
 
@@ -64,8 +67,9 @@ covisitation_scored as (
         recent_items.snapshot_date,
         recent_items.user_id,
         neighbours.related_item_id as item_id,
+        'covisitation' as candidate_source,
         -- More recent anchors count more.
-        sum(neighbours.covisit_count / recent_items.recency_rank) as covisitation_score
+        sum(neighbours.covisit_count / recent_items.recency_rank) as source_score
 
     from recent_items
     inner join neighbours
@@ -76,37 +80,21 @@ covisitation_scored as (
 
 ),
 
-covisitation_ranked as (
-
-    select
-        *,
-        row_number() over (
-            partition by snapshot_date, user_id order by covisitation_score desc, item_id asc
-        ) as covisitation_rank
-
-    from covisitation_scored
-
-),
-
-covisitation_candidates as (
-
-    select * from covisitation_ranked
-    where covisitation_rank <= {{ per_source }}
-
-),
-
-popularity_candidates as (
+popularity_scored as (
 
     select
         active_users.snapshot_date,
         active_users.user_id,
         popularity.item_id,
-        popularity.popularity_rank
+        'popularity' as candidate_source,
+        -- Negated so that, as for the other sources, a higher score is better.
+        -1.0 * popularity.popularity_rank as source_score
 
     from active_users
     inner join popularity
         on active_users.snapshot_date = popularity.snapshot_date
-    where popularity.popularity_rank <= {{ per_source }}
+    -- A pool larger than kept, so enough remain once seen items are removed.
+    where popularity.popularity_rank <= {{ 3 * per_source }}
 
 ),
 
@@ -116,8 +104,9 @@ category_scored as (
         affinities.snapshot_date,
         affinities.user_id,
         popularity.item_id,
+        'category' as candidate_source,
         affinities.affinity_share * popularity.users_{{ var('popularity_rank_window_days') }}d
-            as category_score
+            as source_score
 
     from affinities
     inner join active_users
@@ -130,97 +119,70 @@ category_scored as (
             and affinities.category = popularity.category
     where
         affinities.affinity_rank <= 2
-        and popularity.category_popularity_rank <= {{ per_source }}
+        and popularity.category_popularity_rank <= {{ 3 * per_source }}
 
 ),
 
-category_ranked as (
+scored as (
+
+    select * from covisitation_scored
+    union all
+    select * from popularity_scored
+    union all
+    select * from category_scored
+
+),
+
+unseen as (
+
+    select scored.*
+
+    from scored
+    left join user_items as seen
+        on
+            scored.snapshot_date = seen.snapshot_date
+            and scored.user_id = seen.user_id
+            and scored.item_id = seen.item_id
+    where seen.item_id is null or not {{ exclude_seen }}
+
+),
+
+ranked as (
 
     select
         *,
         row_number() over (
-            partition by snapshot_date, user_id order by category_score desc, item_id asc
-        ) as category_rank
+            partition by snapshot_date, user_id, candidate_source
+            order by source_score desc, item_id asc
+        ) as source_rank
 
-    from category_scored
-
-),
-
-category_candidates as (
-
-    select * from category_ranked
-    where category_rank <= {{ per_source }}
-
-),
-
-unioned as (
-
-    select
-        snapshot_date,
-        user_id,
-        item_id
-    from covisitation_candidates
-    union distinct
-    select
-        snapshot_date,
-        user_id,
-        item_id
-    from popularity_candidates
-    union distinct
-    select
-        snapshot_date,
-        user_id,
-        item_id
-    from category_candidates
-
-),
-
-sourced as (
-
-    select
-        unioned.user_id,
-        unioned.item_id,
-        covisitation_candidates.covisitation_score,
-        covisitation_candidates.covisitation_rank,
-        popularity_candidates.popularity_rank,
-        category_candidates.category_score,
-        category_candidates.category_rank,
-        covisitation_candidates.item_id is not null as is_from_covisitation,
-        popularity_candidates.item_id is not null as is_from_popularity,
-        category_candidates.item_id is not null as is_from_category,
-        unioned.snapshot_date
-
-    from unioned
-    left join covisitation_candidates
-        on
-            unioned.snapshot_date = covisitation_candidates.snapshot_date
-            and unioned.user_id = covisitation_candidates.user_id
-            and unioned.item_id = covisitation_candidates.item_id
-    left join popularity_candidates
-        on
-            unioned.snapshot_date = popularity_candidates.snapshot_date
-            and unioned.user_id = popularity_candidates.user_id
-            and unioned.item_id = popularity_candidates.item_id
-    left join category_candidates
-        on
-            unioned.snapshot_date = category_candidates.snapshot_date
-            and unioned.user_id = category_candidates.user_id
-            and unioned.item_id = category_candidates.item_id
+    from unseen
 
 ),
 
 final as (
 
-    select sourced.*
+    select
+        user_id,
+        item_id,
+        max(case when candidate_source = 'covisitation' then source_score end)
+            as covisitation_score,
+        max(case when candidate_source = 'covisitation' then source_rank end)
+            as covisitation_rank,
+        max(case when candidate_source = 'popularity' then source_rank end) as popularity_rank,
+        max(case when candidate_source = 'category' then source_score end) as category_score,
+        max(case when candidate_source = 'category' then source_rank end) as category_rank,
+        coalesce(max(case when candidate_source = 'covisitation' then 1 end) = 1, false)
+            as is_from_covisitation,
+        coalesce(max(case when candidate_source = 'popularity' then 1 end) = 1, false)
+            as is_from_popularity,
+        coalesce(max(case when candidate_source = 'category' then 1 end) = 1, false)
+            as is_from_category,
+        snapshot_date
 
-    from sourced
-    left join user_items as seen
-        on
-            sourced.snapshot_date = seen.snapshot_date
-            and sourced.user_id = seen.user_id
-            and sourced.item_id = seen.item_id
-    -- Items the user already interacted with are not recommended again, unless configured.
-    where seen.item_id is null or not {{ 'true' if var('exclude_seen_items') else 'false' }}
+    from ranked
+    where source_rank <= {{ per_source }}
+    group by snapshot_date, user_id, item_id
 
 )
 

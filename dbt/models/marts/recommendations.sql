@@ -1,0 +1,26 @@
+-- What the app reads: each user's recommended items at the latest cutoff, best first.
+
+with
+
+batch_recommendations as (
+
+    select * from {{ ref('stg_ml__batch_recommendations') }}
+
+),
+
+final as (
+
+    select
+        user_id,
+        item_id,
+        model_version,
+        recommendation_rank,
+        score,
+        snapshot_date,
+        generated_at
+
+    from batch_recommendations
+
+)
+
+select * from final

@@ -1,0 +1,1 @@
+"""LightGBM ranker trained on the dbt feature tables."""

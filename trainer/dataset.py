@@ -1,0 +1,91 @@
+"""Turn the training table into LightGBM ranking inputs: pure functions, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from trainer.errors import TrainerInputError
+from trainer.feature_spec import FeatureSpec
+
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+
+
+@dataclass(frozen=True)
+class RankingData:
+    """Rows of one split, sorted so each query group is contiguous, with the group sizes."""
+
+    frame: pd.DataFrame
+    group_sizes: np.ndarray
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_sizes)
+
+
+def to_frame(table: pa.Table, spec: FeatureSpec) -> pd.DataFrame:
+    """Arrow to pandas, with categorical features as pandas categories (LightGBM reads them as
+    categorical and remembers their levels for scoring)."""
+    frame = table.to_pandas()
+    for column in spec.categorical:
+        frame[column] = frame[column].astype("category")
+    return frame
+
+
+def split_frame(
+    frame: pd.DataFrame, spec: FeatureSpec, split: str, *, positive_groups_only: bool
+) -> RankingData:
+    """One split's rows grouped by the spec's group columns.
+
+    Training and validation keep only groups with at least one positive: a group without one
+    carries no ranking signal for lambdarank and would dilute NDCG during early stopping.
+    """
+    rows = frame[frame[spec.split] == split]
+    if positive_groups_only and not rows.empty:
+        has_positive = rows.groupby(list(spec.group), observed=True)[spec.label].transform("max")
+        rows = rows[has_positive > 0]
+    rows = rows.sort_values([*spec.group, *spec.keys], kind="stable").reset_index(drop=True)
+    group_sizes = (
+        rows.groupby(list(spec.group), sort=False, observed=True).size().to_numpy()
+        if not rows.empty
+        else np.array([], dtype=np.int64)
+    )
+    return RankingData(frame=rows, group_sizes=group_sizes)
+
+
+def check_trainable(frame: pd.DataFrame, spec: FeatureSpec, table_name: str) -> None:
+    """Fail with a message that names the problem when no sensible ranker can be trained."""
+    if frame.empty:
+        raise TrainerInputError(
+            f"{table_name} is empty: the dbt build produced no candidates. Check that the data "
+            "directory covers more than min_history_days plus three snapshot intervals."
+        )
+    splits = set(frame[spec.split].unique())
+    for needed in (TRAIN, VALIDATION, TEST):
+        if needed not in splits:
+            raise TrainerInputError(
+                f"{table_name} has no '{needed}' rows in column {spec.split}: the data covers "
+                "too few snapshots. Use more days of data or lower train_snapshots / "
+                "snapshot_interval_days in dbt_project.yml."
+            )
+    train = frame[frame[spec.split] == TRAIN]
+    if int(train[spec.label].sum()) == 0:
+        raise TrainerInputError(
+            f"{table_name} has no positive {spec.label} in the '{TRAIN}' split: check the "
+            "`event_types` var (is_positive) and the label window."
+        )
+    positive_groups = train[train[spec.label] > 0].groupby(list(spec.group), observed=True).ngroups
+    if positive_groups < 2:
+        raise TrainerInputError(
+            f"{table_name} has {positive_groups} ranking group with a positive label in "
+            f"'{TRAIN}' (groups are {', '.join(spec.group)}); a ranker needs at least two."
+        )
+    constant = [column for column in spec.features if train[column].nunique(dropna=False) <= 1]
+    if len(constant) == len(spec.features):
+        raise TrainerInputError(
+            f"Every feature of {table_name} is constant in '{TRAIN}' "
+            f"({', '.join(constant)}): there is nothing to learn from."
+        )

@@ -1,0 +1,121 @@
+"""Offline evaluation on the held-out test cutoff: the model against simple baselines.
+
+Every ranker is scored against ALL positives of each user in the test label window (from the
+`label_window_positives` mart), not only those its candidates contained, so candidate misses
+count against it. Rankers:
+  model                 the LightGBM scores over the user's candidates
+  source:<name>         each candidate source's own ranking (its `source_rank` column);
+                        source:popularity is the popularity baseline under the same rules as
+                        the model (with `exclude_seen_items`, the most popular unseen items)
+  global_popularity     the same global top-K for everyone, seen items included: not a valid
+                        recommendation when seen items are excluded, reported to show what
+                        that rule costs on re-interactions
+Users with no list from a ranker (cold users, and warm users inactive too long to get
+candidates) get the global popularity list as fallback, the same for every ranker. Results are
+reported for warm users (events before the cutoff) and for all users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trainer.feature_spec import FeatureSpec
+from trainer.metrics import ranking_metrics
+
+SCORE = "score"
+SEGMENTS = ("warm_users", "all_users")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """segment -> ranker -> metric -> value; plus the model's top-K list at the test cutoff."""
+
+    metrics: dict[str, dict[str, dict[str, float]]]
+    candidate_recall: dict[str, float]
+    test_recommendations: pd.DataFrame
+
+
+def ranked_lists(rows: pd.DataFrame, order_by: str, *, k: int, descending: bool) -> pd.DataFrame:
+    """Each user's top-k rows by `order_by` (nulls dropped) as user_id, item_id, rank."""
+    present = rows.loc[rows[order_by].notna(), ["user_id", "item_id", order_by]]
+    ordered = present.sort_values(
+        ["user_id", order_by, "item_id"], ascending=[True, not descending, True], kind="stable"
+    )
+    ordered["rank"] = ordered.groupby("user_id", sort=False).cumcount() + 1
+    return ordered.loc[ordered["rank"] <= k, ["user_id", "item_id", "rank"]].reset_index(drop=True)
+
+
+def popularity_list(item_features: pd.DataFrame, popularity_rank: str, *, k: int) -> list[str]:
+    """The k most popular items at one snapshot."""
+    ranked = item_features.loc[item_features[popularity_rank].notna()].sort_values(
+        [popularity_rank, "item_id"], kind="stable"
+    )
+    return ranked["item_id"].head(k).tolist()
+
+
+def with_fallback(lists: pd.DataFrame, users: Sequence[str], fallback: list[str]) -> pd.DataFrame:
+    """Give every user in `users` without a list the fallback list, flagged as fallback."""
+    missing = np.setdiff1d(np.asarray(users, dtype=object), lists["user_id"].unique())
+    filled = pd.DataFrame(
+        {
+            "user_id": np.repeat(missing, len(fallback)),
+            "item_id": np.tile(np.asarray(fallback, dtype=object), len(missing)),
+            "rank": np.tile(np.arange(1, len(fallback) + 1), len(missing)),
+        }
+    )
+    return pd.concat(
+        [lists.assign(is_fallback=False), filled.assign(is_fallback=True)], ignore_index=True
+    )
+
+
+def evaluate(
+    test_rows: pd.DataFrame,
+    positives: pd.DataFrame,
+    item_features: pd.DataFrame,
+    spec: FeatureSpec,
+    *,
+    ks: Sequence[int],
+) -> Evaluation:
+    """Score the model and the baselines on the test cutoff.
+
+    `test_rows` are the test split's candidates with a `score` column; `positives` the test
+    window's positives (user_id, item_id, is_warm_user); `item_features` the item features at
+    the test cutoff (the catalogue, and popularity for the fallback).
+    """
+    k = max(ks)
+    fallback = popularity_list(item_features, spec.popularity_rank, k=k)
+    users = positives["user_id"].unique()
+    catalogue_size = int(item_features["item_id"].nunique())
+
+    lists = {"model": ranked_lists(test_rows, SCORE, k=k, descending=True)}
+    for source, rank_column in spec.source_ranks.items():
+        lists[f"source:{source}"] = ranked_lists(test_rows, rank_column, k=k, descending=False)
+    lists["global_popularity"] = lists["model"].iloc[0:0]  # everyone gets the fallback
+    lists = {name: with_fallback(ranked, users, fallback) for name, ranked in lists.items()}
+
+    warm_users = set(positives.loc[positives["is_warm_user"], "user_id"])
+    segments = {
+        "warm_users": positives[positives["user_id"].isin(warm_users)],
+        "all_users": positives,
+    }
+    max_candidates = int(test_rows.groupby("user_id").size().max()) if len(test_rows) else 1
+    all_candidates = ranked_lists(test_rows, SCORE, k=max_candidates, descending=True)
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    candidate_recall: dict[str, float] = {}
+    for segment, segment_positives in segments.items():
+        metrics[segment] = {
+            name: ranking_metrics(ranked, segment_positives, ks=ks, catalogue_size=catalogue_size)
+            for name, ranked in lists.items()
+        }
+        candidate_recall[segment] = ranking_metrics(
+            all_candidates, segment_positives, ks=[max_candidates], catalogue_size=catalogue_size
+        )[f"recall@{max_candidates}"]
+    return Evaluation(
+        metrics=metrics,
+        candidate_recall=candidate_recall,
+        test_recommendations=lists["model"],
+    )

@@ -1,0 +1,250 @@
+"""The training job as a few functions a pipeline and a notebook share.
+
+    spec, manifest_sha = load_feature_spec(Path("dbt/target/manifest.json"))
+    tables = load_tables("duckdb:///path/to/warehouse.duckdb", spec)
+    booster = train(tables, spec, RankerParams())
+    evaluation = evaluate_model(booster, tables, spec, ks=(10, 20))
+    recommendations = recommend(booster, tables, spec, k=20, model_version="notebook")
+
+`run` chains them and writes the run directory and the batch recommendations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trainer import dataset, evaluation, ranker, writing
+from trainer import recommend as recommend_module
+from trainer.errors import TrainerInputError
+from trainer.feature_spec import (
+    EXAMPLES_MODEL,
+    ITEM_FEATURES_MODEL,
+    POSITIVES_MODEL,
+    SCORING_MODEL,
+    FeatureSpec,
+    manifest_hash,
+    spec_from_manifest,
+)
+from trainer.metrics import metrics_table
+from trainer.reading import read_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    """The marts one training run reads, as pandas frames."""
+
+    examples: pd.DataFrame
+    scoring: pd.DataFrame
+    positives: pd.DataFrame
+    item_features: pd.DataFrame
+
+    @property
+    def test_snapshot(self) -> Any:
+        return self.examples.loc[self.examples["split"] == dataset.TEST, "snapshot_date"].max()
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Everything one run needs, built once by `task.get_args`."""
+
+    warehouse_uri: str
+    manifest_path: Path
+    run_dir: Path
+    run_id: str
+    features_schema: str = "main"
+    recommendations_table: str | None = "ml.batch_recommendations"
+    top_k: int = 20
+    ks: tuple[int, ...] = (10, 20)
+    params: ranker.RankerParams = field(default_factory=ranker.RankerParams)
+    run_context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    evaluation: evaluation.Evaluation
+    timings: dict[str, float]
+    recommendations_written: int
+
+
+def load_feature_spec(manifest_path: Path) -> tuple[FeatureSpec, str]:
+    """The feature spec from dbt's manifest.json, and the manifest's SHA-256."""
+    if not manifest_path.is_file():
+        raise TrainerInputError(
+            f"dbt manifest {manifest_path} does not exist: run `dbt build` (or `dbt parse`) first, "
+            "or pass --manifest."
+        )
+    manifest_bytes = manifest_path.read_bytes()
+    return spec_from_manifest(manifest_bytes, source=str(manifest_path)), manifest_hash(
+        manifest_bytes
+    )
+
+
+def load_tables(warehouse_uri: str, spec: FeatureSpec, *, schema: str = "main") -> FeatureTables:
+    """Read and check the four marts; rows come back in a deterministic order."""
+    examples_table = read_table(warehouse_uri, f"{schema}.{EXAMPLES_MODEL}")
+    spec.check_columns(EXAMPLES_MODEL, examples_table.column_names, with_label=True)
+    scoring_table = read_table(warehouse_uri, f"{schema}.{SCORING_MODEL}")
+    spec.check_columns(SCORING_MODEL, scoring_table.column_names, with_label=False)
+    examples = dataset.to_frame(examples_table, spec)
+    dataset.check_trainable(examples, spec, EXAMPLES_MODEL)
+    return FeatureTables(
+        examples=examples.sort_values([*spec.group, *spec.keys], ignore_index=True),
+        scoring=dataset.to_frame(scoring_table, spec),
+        positives=read_table(warehouse_uri, f"{schema}.{POSITIVES_MODEL}").to_pandas(),
+        item_features=read_table(warehouse_uri, f"{schema}.{ITEM_FEATURES_MODEL}").to_pandas(),
+    )
+
+
+def train(tables: FeatureTables, spec: FeatureSpec, params: ranker.RankerParams) -> lgb.Booster:
+    """Fit the ranker on the train split with early stopping on validation."""
+    splits = {
+        name: dataset.split_frame(tables.examples, spec, name, positive_groups_only=True)
+        for name in (dataset.TRAIN, dataset.VALIDATION)
+    }
+    if splits[dataset.VALIDATION].num_groups == 0:
+        raise TrainerInputError(
+            f"{EXAMPLES_MODEL} has no validation group with a positive label, so early stopping "
+            "has nothing to watch: use more data or a longer label window."
+        )
+    return ranker.train_ranker(splits[dataset.TRAIN], splits[dataset.VALIDATION], spec, params)
+
+
+def evaluate_model(
+    booster: lgb.Booster, tables: FeatureTables, spec: FeatureSpec, *, ks: Sequence[int]
+) -> evaluation.Evaluation:
+    """The model and the baselines on the test cutoff, against all test-window positives."""
+    test_snapshot = tables.test_snapshot
+    test_rows = tables.examples[tables.examples[spec.split] == dataset.TEST]
+    test_rows = test_rows.assign(
+        **{evaluation.SCORE: ranker.predict_scores(booster, test_rows, spec)}
+    )
+    positives = tables.positives[tables.positives["snapshot_date"] == test_snapshot]
+    item_features = tables.item_features[tables.item_features["snapshot_date"] == test_snapshot]
+    return evaluation.evaluate(test_rows, positives, item_features, spec, ks=ks)
+
+
+def recommend(
+    booster: lgb.Booster,
+    tables: FeatureTables,
+    spec: FeatureSpec,
+    *,
+    k: int,
+    model_version: str,
+    generated_at: datetime | None = None,
+) -> pa.Table:
+    """Top-k recommendations per user at the latest cutoff."""
+    return recommend_module.top_k_recommendations(
+        tables.scoring,
+        ranker.predict_scores(booster, tables.scoring, spec),
+        k=k,
+        model_version=model_version,
+        generated_at=generated_at or datetime.now(UTC),
+    )
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 over the rows' content, to tell whether two runs saw the same data."""
+    row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(row_hashes.tobytes()).hexdigest()
+
+
+def run(config: TrainerConfig) -> RunResult:
+    """Load, train, evaluate, recommend, then write the run directory and the warehouse table."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    spec, manifest_sha = load_feature_spec(config.manifest_path)
+    tables = load_tables(config.warehouse_uri, spec, schema=config.features_schema)
+    lap("load_seconds")
+    booster = train(tables, spec, config.params)
+    lap("train_seconds")
+    result = evaluate_model(booster, tables, spec, ks=config.ks)
+    lap("evaluate_seconds")
+    recommendations = recommend(booster, tables, spec, k=config.top_k, model_version=config.run_id)
+    lap("recommend_seconds")
+
+    with writing.staged_directory(config.run_dir) as staging:
+        booster.save_model(str(staging / "model.txt"), num_iteration=booster.best_iteration)
+        writing.write_json(
+            staging / "metrics.json",
+            {"metrics": result.metrics, "candidate_recall": result.candidate_recall},
+        )
+        ranker.feature_importance(booster).to_csv(staging / "feature_importance.csv", index=False)
+        writing.write_json(staging / "feature_spec.json", spec.to_json())
+        pq.write_table(
+            pa.Table.from_pandas(
+                result.test_recommendations.assign(snapshot_date=tables.test_snapshot),
+                preserve_index=False,
+            ),
+            staging / "test_recommendations.parquet",
+        )
+        pq.write_table(recommendations, staging / "batch_recommendations.parquet")
+        lap("write_artifacts_seconds")
+        writing.write_json(
+            staging / "run_metadata.json",
+            {
+                "run_id": config.run_id,
+                "dbt_manifest_sha256": manifest_sha,
+                "warehouse_uri": config.warehouse_uri,
+                "rows": {
+                    EXAMPLES_MODEL: len(tables.examples),
+                    SCORING_MODEL: len(tables.scoring),
+                    POSITIVES_MODEL: len(tables.positives),
+                    ITEM_FEATURES_MODEL: len(tables.item_features),
+                    "batch_recommendations": recommendations.num_rows,
+                },
+                "training_data_sha256": data_fingerprint(tables.examples),
+                "best_iteration": booster.best_iteration,
+                "parameters": config.params.to_json(),
+                "top_k": config.top_k,
+                "ks": list(config.ks),
+                "timings": timings,
+                **config.run_context,
+            },
+        )
+        # Last, so a failed write-back leaves no run directory that looks finished.
+        if config.recommendations_table:
+            writing.replace_warehouse_table(
+                config.warehouse_uri, config.recommendations_table, recommendations
+            )
+    log.info("run %s finished: %s", config.run_id, timings)
+    return RunResult(
+        run_dir=config.run_dir,
+        evaluation=result,
+        timings=timings,
+        recommendations_written=recommendations.num_rows if config.recommendations_table else 0,
+    )
+
+
+def summary_table(result: evaluation.Evaluation, *, ks: Sequence[int]) -> str:
+    """The metrics of every ranker, per user segment, as plain text."""
+    columns = [f"{metric}@{k}" for k in ks for metric in ("ndcg", "recall", "map")]
+    blocks = []
+    for segment, by_ranker in result.metrics.items():
+        ceiling = result.candidate_recall[segment]
+        blocks.append(
+            f"{segment} (candidate recall ceiling {ceiling:.4f})\n"
+            + metrics_table(by_ranker, columns=[*columns, f"coverage@{max(ks)}"])
+        )
+    return "\n\n".join(blocks)

@@ -1,0 +1,135 @@
+"""Entry point: `python -m trainer.task`, the same on a laptop, in CI and as a Vertex AI job.
+
+Arguments default from the environment: the run directory from AIP_MODEL_DIR when Vertex AI
+sets it, else runs/<run id>; the warehouse from RECFLOW_WAREHOUSE_URI or RECFLOW_DUCKDB_PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import lightgbm as lgb
+
+from trainer.errors import TrainerInputError
+from trainer.pipeline import TrainerConfig, run, summary_table
+from trainer.ranker import RankerParams
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Vertex AI custom-job variables recorded with each run when present.
+VERTEX_CONTEXT = ("CLOUD_ML_PROJECT_ID", "CLOUD_ML_JOB_ID", "CLOUD_ML_TRIAL_ID", "AIP_MODEL_DIR")
+
+
+def get_args(argv: list[str] | None = None) -> TrainerConfig:
+    """Parse arguments and environment into the run's configuration."""
+    parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__)
+    parser.add_argument("--warehouse-uri", default=_default_warehouse_uri())
+    parser.add_argument("--features-schema", default="main")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        default=Path(os.environ.get("DBT_TARGET_PATH", REPO_ROOT / "dbt" / "target"))
+        / "manifest.json",
+        help="dbt's manifest.json, where the feature spec comes from",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="the run directory (default: $AIP_MODEL_DIR, else runs/<run id>)",
+    )
+    parser.add_argument(
+        "--recommendations-table",
+        default="ml.batch_recommendations",
+        help="warehouse table replaced with the batch recommendations ('' to skip)",
+    )
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--eval-k", type=int, nargs="+", default=[10, 20])
+    defaults = RankerParams()
+    parser.add_argument("--num-boost-round", type=int, default=defaults.num_boost_round)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--num-leaves", type=int, default=defaults.num_leaves)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--log-every", type=int, default=defaults.log_every)
+    args = parser.parse_args(argv)
+
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    run_dir = args.output_dir or Path(
+        os.environ.get("AIP_MODEL_DIR") or REPO_ROOT / "runs" / run_id
+    )
+    if str(run_dir).startswith("gs:/"):
+        raise TrainerInputError(
+            f"Output directory {run_dir} is on GCS, which this trainer version cannot write "
+            "yet; pass a local --output-dir."
+        )
+    return TrainerConfig(
+        warehouse_uri=args.warehouse_uri,
+        manifest_path=args.manifest,
+        run_dir=run_dir,
+        run_id=run_id,
+        features_schema=args.features_schema,
+        recommendations_table=args.recommendations_table or None,
+        top_k=args.top_k,
+        ks=tuple(sorted(set(args.eval_k))),
+        params=RankerParams(
+            num_boost_round=args.num_boost_round,
+            learning_rate=args.learning_rate,
+            num_leaves=args.num_leaves,
+            seed=args.seed,
+            log_every=args.log_every,
+        ),
+        run_context={
+            "git_commit": _git_commit(),
+            **{name.lower(): os.environ[name] for name in VERTEX_CONTEXT if name in os.environ},
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    lgb.register_logger(logging.getLogger("lightgbm"))
+    try:
+        config = get_args(argv)
+        result = run(config)
+    except TrainerInputError as error:
+        print(f"trainer: {error}", file=sys.stderr)
+        return 2
+    print(f"\nrun {config.run_id}: {result.run_dir}")
+    print(summary_table(result.evaluation, ks=config.ks))
+    if result.recommendations_written:
+        print(
+            f"\n{result.recommendations_written:,} recommendations written to "
+            f"{config.recommendations_table}"
+        )
+    return 0
+
+
+def _default_warehouse_uri() -> str:
+    if uri := os.environ.get("RECFLOW_WAREHOUSE_URI"):
+        return uri
+    path = Path(os.environ.get("RECFLOW_DUCKDB_PATH", REPO_ROOT / "data" / "warehouse.duckdb"))
+    return f"duckdb://{path.resolve()}"
+
+
+def _git_commit() -> str:
+    if commit := os.environ.get("GIT_COMMIT"):
+        return commit
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
