@@ -68,8 +68,12 @@ covisitation_scored as (
         recent_items.user_id,
         neighbours.related_item_id as item_id,
         'covisitation' as candidate_source,
-        -- More recent anchors count more.
-        sum(neighbours.covisit_count / recent_items.recency_rank) as source_score
+        -- More recent anchors count more (linear decay). Integer arithmetic keeps the score
+        -- exact, so rebuilds rank ties identically whatever order the sum runs in.
+        cast(sum(
+            neighbours.covisit_count
+            * ({{ var('recent_items_per_user') }} + 1 - recent_items.recency_rank)
+        ) as {{ type_float64() }}) as source_score
 
     from recent_items
     inner join neighbours

@@ -4,7 +4,7 @@ with
 
 interactions as (
 
-    select * from {{ ref('int_user_item_interactions_daily') }}
+    select * from {{ ref('int_interactions_before_snapshots') }}
 
 ),
 
@@ -17,26 +17,6 @@ users as (
 affinities as (
 
     select * from {{ ref('int_user_category_affinities') }}
-
-),
-
-snapshots as (
-
-    select * from {{ ref('int_snapshots_scheduled') }}
-
-),
-
-interactions_before_snapshot as (
-
-    select
-        snapshots.snapshot_date,
-        interactions.*,
-        {{ dbt.datediff('interactions.event_date', 'snapshots.snapshot_date', 'day') }}
-            as days_ago
-
-    from snapshots
-    inner join interactions
-        on snapshots.snapshot_date > interactions.event_date
 
 ),
 
@@ -57,7 +37,7 @@ activity as (
         min(first_event_at) as first_event_at,
         max(last_event_at) as last_event_at
 
-    from interactions_before_snapshot
+    from interactions
     group by snapshot_date, user_id
 
 ),

@@ -13,37 +13,14 @@ with
 
 interactions as (
 
-    select * from {{ ref('int_user_item_interactions_daily') }}
+    select * from {{ ref('int_interactions_before_snapshots') }}
+    where days_ago <= {{ windows | max }}
 
 ),
 
 items as (
 
     select * from {{ ref('stg_app__items') }}
-
-),
-
-snapshots as (
-
-    select * from {{ ref('int_snapshots_scheduled') }}
-
-),
-
-interactions_before_snapshot as (
-
-    select
-        snapshots.snapshot_date,
-        interactions.*,
-        {{ dbt.datediff('interactions.event_date', 'snapshots.snapshot_date', 'day') }}
-            as days_ago
-
-    from snapshots
-    inner join interactions
-        on
-            snapshots.snapshot_date > interactions.event_date
-            and interactions.event_date >= cast({{ dbt.dateadd(
-                'day', -(windows | max), 'snapshots.snapshot_date'
-            ) }} as date)
 
 ),
 
@@ -60,7 +37,7 @@ windowed as (
         cast(sum(event_count) as {{ dbt.type_bigint() }}) as events_{{ windows | max }}d,
         max(last_event_at) as last_event_at
 
-    from interactions_before_snapshot
+    from interactions
     group by snapshot_date, item_id
 
 ),

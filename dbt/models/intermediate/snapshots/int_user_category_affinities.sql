@@ -5,7 +5,8 @@ with
 
 interactions as (
 
-    select * from {{ ref('int_user_item_interactions_daily') }}
+    select * from {{ ref('int_interactions_before_snapshots') }}
+    where days_ago <= {{ var('category_affinity_lookback_days') }}
 
 ),
 
@@ -15,30 +16,21 @@ items as (
 
 ),
 
-snapshots as (
-
-    select * from {{ ref('int_snapshots_scheduled') }}
-
-),
-
 category_weights as (
 
     select
-        snapshots.snapshot_date,
+        interactions.snapshot_date,
         interactions.user_id,
         coalesce(items.category, 'unknown') as category,
         sum(interactions.interaction_weight) as interaction_weight
 
-    from snapshots
-    inner join interactions
-        on
-            snapshots.snapshot_date > interactions.event_date
-            and interactions.event_date >= cast({{ dbt.dateadd(
-                'day', -var('category_affinity_lookback_days'), 'snapshots.snapshot_date'
-            ) }} as date)
+    from interactions
     left join items
         on interactions.item_id = items.item_id
-    group by snapshots.snapshot_date, interactions.user_id, coalesce(items.category, 'unknown')
+    group by
+        interactions.snapshot_date,
+        interactions.user_id,
+        coalesce(items.category, 'unknown')
 
 ),
 

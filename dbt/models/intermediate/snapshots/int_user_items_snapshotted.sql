@@ -5,30 +5,22 @@ with
 
 interactions as (
 
-    select * from {{ ref('int_user_item_interactions_daily') }}
-
-),
-
-snapshots as (
-
-    select * from {{ ref('int_snapshots_scheduled') }}
+    select * from {{ ref('int_interactions_before_snapshots') }}
 
 ),
 
 aggregated as (
 
     select
-        snapshots.snapshot_date,
-        interactions.user_id,
-        interactions.item_id,
-        cast(sum(interactions.event_count) as {{ dbt.type_bigint() }}) as event_count,
-        sum(interactions.interaction_weight) as interaction_weight,
-        max(interactions.last_event_at) as last_event_at
+        snapshot_date,
+        user_id,
+        item_id,
+        cast(sum(event_count) as {{ dbt.type_bigint() }}) as event_count,
+        sum(interaction_weight) as interaction_weight,
+        max(last_event_at) as last_event_at
 
-    from snapshots
-    inner join interactions
-        on snapshots.snapshot_date > interactions.event_date
-    group by snapshots.snapshot_date, interactions.user_id, interactions.item_id
+    from interactions
+    group by snapshot_date, user_id, item_id
 
 ),
 
