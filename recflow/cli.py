@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         "validation and test hold-outs (default: the dbt vars, 7)",
     )
     run.add_argument(
+        "--top-k",
+        type=int,
+        default=20,
+        help="recommendations per user (the trainer's --top-k and the serving tests' K)",
+    )
+    run.add_argument(
         "--skip-training", action="store_true", help="stop after the feature build and report"
     )
     _add_sample_arguments(run)
@@ -121,11 +127,16 @@ def _run(args: argparse.Namespace) -> int:
             f"duckdb://{settings.duckdb_path}",
             "--manifest",
             str(settings.dbt_target_path / "manifest.json"),
+            "--top-k",
+            str(args.top_k),
         ]
     )
     if trained != 0:
         return trained
-    run_dbt(settings, "build", "--selector", "serving")
+    serving = dataclasses.replace(
+        settings, dbt_vars={**settings.dbt_vars, "recommendations_per_user": args.top_k}
+    )
+    run_dbt(serving, "build", "--selector", "serving")
     print("\nrecommendations built and tested: table main.recommendations in", settings.duckdb_path)
     return 0
 

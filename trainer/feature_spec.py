@@ -79,7 +79,7 @@ def spec_from_manifest(manifest_bytes: bytes, *, source: str = "manifest.json") 
     try:
         manifest = json.loads(manifest_bytes)
         nodes = manifest["nodes"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise TrainerInputError(
             f"{source} is not a dbt manifest ({error}); run `dbt build` (or `dbt parse`) to "
             "write one."

@@ -174,6 +174,13 @@ def run(config: TrainerConfig) -> RunResult:
         timings[name] = round(now - clock, 3)
         clock = now
 
+    # Settle what can be known before the expensive part.
+    if config.run_dir.exists():
+        raise TrainerInputError(
+            f"Run directory {config.run_dir} already exists; refusing to overwrite."
+        )
+    if config.recommendations_table:
+        writing.check_writable(config.warehouse_uri, config.recommendations_table)
     spec, manifest_sha = load_feature_spec(config.manifest_path)
     tables = load_tables(config.warehouse_uri, spec, schema=config.features_schema)
     lap("load_seconds")

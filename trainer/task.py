@@ -56,6 +56,12 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
     parser.add_argument("--num-leaves", type=int, default=defaults.num_leaves)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--log-every", type=int, default=defaults.log_every)
+    parser.add_argument(
+        "--num-threads",
+        type=int,
+        default=defaults.num_threads,
+        help="LightGBM threads; results are reproducible for a fixed value",
+    )
     args = parser.parse_args(argv)
 
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -82,6 +88,7 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
             num_leaves=args.num_leaves,
             seed=args.seed,
             log_every=args.log_every,
+            num_threads=args.num_threads,
         ),
         run_context={
             "git_commit": _git_commit(),

@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from trainer.errors import TrainerInputError
-from trainer.reading import SUPPORTED, duckdb_path
+from trainer.reading import duckdb_path
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +47,36 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def replace_warehouse_table(warehouse_uri: str, table: str, rows: pa.Table) -> None:
-    """Replace `schema.table` in the warehouse with `rows`, atomically."""
+def check_writable(warehouse_uri: str, table: str) -> None:
+    """Fail before any work when `table` could not be written back to this warehouse."""
     scheme = urlsplit(warehouse_uri).scheme
     if scheme != "duckdb":
         raise TrainerInputError(
-            f"Cannot write table {table} to {warehouse_uri!r}: writing supports {SUPPORTED}"
-            " (DuckDB only)."
+            f"Cannot write table {table} to {warehouse_uri!r}: writing supports DuckDB "
+            "(duckdb:///path/to/file.duckdb) only; pass --recommendations-table '' to skip it."
         )
+
+
+def replace_warehouse_table(warehouse_uri: str, table: str, rows: pa.Table) -> None:
+    """Replace `schema.table` in the warehouse with `rows`, atomically."""
+    check_writable(warehouse_uri, table)
     schema, _, name = table.rpartition(".")
     path = duckdb_path(warehouse_uri)
-    with duckdb.connect(str(path)) as connection:
-        connection.register("incoming_rows", rows)
-        connection.execute("begin transaction")
-        try:
-            if schema:
-                connection.execute(f'create schema if not exists "{schema}"')
-            connection.execute(
-                f'create or replace table "{schema or "main"}"."{name}" as '
-                "select * from incoming_rows"
-            )
-            connection.execute("commit")
-        except BaseException:
-            connection.execute("rollback")
-            raise
+    try:
+        with duckdb.connect(str(path)) as connection:
+            connection.register("incoming_rows", rows)
+            connection.execute("begin transaction")
+            try:
+                if schema:
+                    connection.execute(f'create schema if not exists "{schema}"')
+                connection.execute(
+                    f'create or replace table "{schema or "main"}"."{name}" as '
+                    "select * from incoming_rows"
+                )
+                connection.execute("commit")
+            except BaseException:
+                connection.execute("rollback")
+                raise
+    except duckdb.Error as error:
+        raise TrainerInputError(f"Cannot write table {table} to {path}: {error}") from error
     log.info("replaced %s in %s with %d rows", table, path, rows.num_rows)
