@@ -39,6 +39,8 @@ test: lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# sqlfluff's dbt templater opens the DuckDB file, so its folder must exist.
+	mkdir -p "$(dir $(RECFLOW_DUCKDB_PATH))"
 	$(BIN)/sqlfluff lint dbt/models dbt/tests analyses
 
 format: install
