@@ -4,6 +4,8 @@
     {{ return(adapter.dispatch('register_portable_types', 'recflow')()) }}
 {% endmacro %}
 
+{#- BigQuery knows every contract type. The hook renders empty, which dbt skips, so nothing runs
+    and an offline `dbt compile` (recflow check-bigquery) needs no warehouse. -#}
 {% macro default__register_portable_types() %}
     {{ return('') }}
 {% endmacro %}

@@ -5,6 +5,9 @@
     {{ return(adapter.dispatch('register_raw_tables', 'recflow')()) }}
 {% endmacro %}
 
+{#- In a warehouse the raw tables already exist (the `app` source's project and dataset come
+    from RECFLOW_RAW_PROJECT and RECFLOW_RAW_SCHEMA). The hook renders empty, which dbt skips,
+    so nothing runs and an offline `dbt compile` (recflow check-bigquery) needs no warehouse. -#}
 {% macro default__register_raw_tables() %}
     {{ return('') }}
 {% endmacro %}

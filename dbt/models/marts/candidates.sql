@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
+    ))
+}}
 -- Candidate items per active user and snapshot, from three sources, each keeping its own score
 -- and rank so the ranker (and the evaluation) can tell them apart:
 --   covisitation: neighbours of the user's most recent items

@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['item_id']
+    ))
+}}
 -- Item features at each snapshot, from events strictly before it, for every item listed
 -- before the snapshot or seen in its events.
 
@@ -31,7 +36,10 @@ listed_items as (
 
     from snapshots
     cross join items
-    where items.created_at is null or items.created_at < snapshots.snapshot_date
+    -- BigQuery compares a TIMESTAMP only with a TIMESTAMP, never with a DATE.
+    where
+        items.created_at is null
+        or items.created_at < cast(snapshots.snapshot_date as timestamp)
 
     union distinct
 

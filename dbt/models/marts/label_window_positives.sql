@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
+    ))
+}}
 -- Every positive interaction in each labelled snapshot's label window, for every user, not only
 -- those the candidates covered: the ground truth evaluation measures recall against.
 

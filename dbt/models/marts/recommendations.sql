@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['user_id']
+    ))
+}}
 -- What the app reads: each user's recommended items at the latest cutoff, best first.
 
 with

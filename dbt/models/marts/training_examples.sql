@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
+    ))
+}}
 -- One row per candidate at every labelled snapshot, with its features and its label: did the
 -- user positively interact with the item within the label window after the snapshot?
 -- `split` holds out the latest labelled snapshots for validation and test, by time.

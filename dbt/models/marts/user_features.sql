@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['user_id']
+    ))
+}}
 -- User features at each snapshot, from events strictly before it.
 
 with

@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='covisit_date', cluster_by=['item_id', 'related_item_id']
+    ))
+}}
 -- Item pairs seen close together in one user's history, per day of the later event. Each visit
 -- pairs only with the next few visits within a time limit, so the cost stays linear in events.
 
@@ -50,8 +55,10 @@ forward_pairs as (
             earlier.user_id = later.user_id
             and earlier.visit_number < later.visit_number
             and later.visit_number <= earlier.visit_number + {{ var('covisit_max_positions') }}
-            and later.event_at
-            <= {{ dbt.dateadd('minute', var('covisit_max_minutes'), 'earlier.event_at') }}
+            -- dbt.dateadd returns a DATETIME on BigQuery, which a TIMESTAMP cannot compare to.
+            and later.event_at <= cast({{ dbt.dateadd(
+                'minute', var('covisit_max_minutes'), 'earlier.event_at'
+            ) }} as timestamp)
             and earlier.item_id != later.item_id
 
 ),

@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='event_date', cluster_by=['user_id', 'item_id']
+    ))
+}}
 -- One row per user, item and day: the grain every point-in-time feature aggregates from, so
 -- features never re-read the event log.
 

@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
+    ))
+}}
 -- Candidates with the user, item and user-item features of their snapshot: the one place the
 -- feature joins are written, shared by training examples and scoring candidates.
 

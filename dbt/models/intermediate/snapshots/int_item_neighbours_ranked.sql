@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['item_id']
+    ))
+}}
 -- For each snapshot, each item's strongest co-visited neighbours over the lookback window
 -- before it, capped per item so candidate generation stays bounded.
 

@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['item_id']
+    ))
+}}
 {%- set windows = var('popularity_windows_days') -%}
 {%- set rank_window = var('popularity_rank_window_days') -%}
 {%- if rank_window not in windows -%}

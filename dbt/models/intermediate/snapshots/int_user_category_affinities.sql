@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['user_id']
+    ))
+}}
 -- How much of each user's recent interaction weight went to each category, before each
 -- snapshot: the category-affinity candidate source and a user-item feature.
 

@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
+    ))
+}}
 -- What each user positively interacted with in the label window after each snapshot. Only
 -- events at or after the snapshot count here; features only ever see events before it.
 

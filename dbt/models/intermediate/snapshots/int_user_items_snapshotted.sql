@@ -1,3 +1,8 @@
+{{
+    config(physical_design(
+        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
+    ))
+}}
 -- What each user did with each item before each snapshot: the history candidate generation
 -- starts from (recent items) and excludes (already seen items).
 

@@ -1,10 +1,12 @@
 {{
     config(
         materialized = 'table',
+        **physical_design(partition_date='event_date', cluster_by=['user_id', 'item_id'])
     )
 }}
 -- A table, not a view: both the clean events and the quarantine read it, and the raw log
--- should be scanned once per build.
+-- should be scanned once per build. `event_date` (UTC) is derived here, once, so BigQuery can
+-- partition the table on it; stg_app__events passes it on.
 
 with
 
@@ -44,6 +46,7 @@ validated as (
 
     select
         *,
+        cast(event_at as date) as event_date,
         case
             when user_id is null then 'missing_user_id'
             when item_id is null then 'missing_item_id'

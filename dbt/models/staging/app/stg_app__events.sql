@@ -16,7 +16,7 @@ renamed as (
         event_value,
         {{ event_type_weight('event_type') }} as event_weight,
         {{ event_type_is_positive('event_type') }} as is_positive,
-        cast(event_at as date) as event_date,
+        event_date,
         event_at
 
     from validated
