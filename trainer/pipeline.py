@@ -6,7 +6,8 @@
     evaluation = evaluate_model(booster, tables, spec, ks=(10, 20))
     recommendations = recommend(booster, tables, spec, k=20, model_version="notebook")
 
-`run` chains them and writes the run directory and the batch recommendations.
+`run` chains them and writes the run directory (a local path or gs://bucket/prefix) and the
+batch recommendations (DuckDB or BigQuery).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trainer import dataset, evaluation, ranker, writing
+from trainer import dataset, evaluation, gcs, ranker, writing
 from trainer import recommend as recommend_module
 from trainer.errors import TrainerInputError
 from trainer.feature_spec import (
@@ -38,7 +39,7 @@ from trainer.feature_spec import (
     spec_from_manifest,
 )
 from trainer.metrics import metrics_table
-from trainer.reading import read_table
+from trainer.reading import default_schema, read_table
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,10 @@ class TrainerConfig:
     """Everything one run needs, built once by `task.get_args`."""
 
     warehouse_uri: str
-    manifest_path: Path
-    run_dir: Path
+    manifest_path: str
+    run_dir: str  # a local path or gs://bucket/prefix
     run_id: str
-    features_schema: str = "main"
+    features_schema: str | None = None  # None: `main` locally, the bq:// URI's dataset
     recommendations_table: str | None = "ml.batch_recommendations"
     top_k: int = 20
     ks: tuple[int, ...] = (10, 20)
@@ -75,38 +76,60 @@ class TrainerConfig:
 
 @dataclass(frozen=True)
 class RunResult:
-    run_dir: Path
+    run_dir: str
     evaluation: evaluation.Evaluation
     timings: dict[str, float]
     recommendations_written: int
 
 
-def load_feature_spec(manifest_path: Path) -> tuple[FeatureSpec, str]:
-    """The feature spec from dbt's manifest.json, and the manifest's SHA-256."""
-    if not manifest_path.is_file():
-        raise TrainerInputError(
-            f"dbt manifest {manifest_path} does not exist: run `dbt build` (or `dbt parse`) first, "
-            "or pass --manifest."
-        )
-    manifest_bytes = manifest_path.read_bytes()
-    return spec_from_manifest(manifest_bytes, source=str(manifest_path)), manifest_hash(
-        manifest_bytes
+def load_feature_spec(manifest_uri: str | Path) -> tuple[FeatureSpec, str]:
+    """The feature spec from dbt's manifest.json (a local path or gs:// URI), and its SHA-256."""
+    manifest_bytes = _read_manifest(str(manifest_uri))
+    spec = spec_from_manifest(manifest_bytes, source=str(manifest_uri))
+    return spec, manifest_hash(manifest_bytes)
+
+
+def _read_manifest(uri: str) -> bytes:
+    missing = TrainerInputError(
+        f"dbt manifest {uri} does not exist: run `dbt build` (or `dbt parse`) first, or pass "
+        "--manifest."
     )
+    if gcs.is_gcs_uri(uri):
+        fs = gcs.filesystem()
+        try:
+            return fs.cat_file(uri)
+        except FileNotFoundError as error:
+            raise missing from error
+    path = Path(uri)
+    if not path.is_file():
+        raise missing
+    return path.read_bytes()
 
 
-def load_tables(warehouse_uri: str, spec: FeatureSpec, *, schema: str = "main") -> FeatureTables:
-    """Read and check the four marts; rows come back in a deterministic order."""
-    examples_table = read_table(warehouse_uri, f"{schema}.{EXAMPLES_MODEL}")
+def load_tables(
+    warehouse_uri: str, spec: FeatureSpec, *, schema: str | None = None
+) -> FeatureTables:
+    """Read and check the four marts; rows come back in a deterministic order.
+
+    `schema` is where the marts are (a BigQuery dataset on bq://); by default `main` locally and
+    the dataset of a bq://project.dataset URI.
+    """
+    schema = schema or default_schema(warehouse_uri)
+
+    def read(model: str) -> pa.Table:
+        return read_table(warehouse_uri, f"{schema}.{model}" if schema else model)
+
+    examples_table = read(EXAMPLES_MODEL)
     spec.check_columns(EXAMPLES_MODEL, examples_table.column_names, with_label=True)
-    scoring_table = read_table(warehouse_uri, f"{schema}.{SCORING_MODEL}")
+    scoring_table = read(SCORING_MODEL)
     spec.check_columns(SCORING_MODEL, scoring_table.column_names, with_label=False)
     examples = dataset.to_frame(examples_table, spec)
     dataset.check_trainable(examples, spec, EXAMPLES_MODEL)
     return FeatureTables(
         examples=examples.sort_values([*spec.group, *spec.keys], ignore_index=True),
         scoring=dataset.to_frame(scoring_table, spec),
-        positives=read_table(warehouse_uri, f"{schema}.{POSITIVES_MODEL}").to_pandas(),
-        item_features=read_table(warehouse_uri, f"{schema}.{ITEM_FEATURES_MODEL}").to_pandas(),
+        positives=read(POSITIVES_MODEL).to_pandas(),
+        item_features=read(ITEM_FEATURES_MODEL).to_pandas(),
     )
 
 
@@ -175,10 +198,7 @@ def run(config: TrainerConfig) -> RunResult:
         clock = now
 
     # Settle what can be known before the expensive part.
-    if config.run_dir.exists():
-        raise TrainerInputError(
-            f"Run directory {config.run_dir} already exists; refusing to overwrite."
-        )
+    writing.check_run_dir_free(config.run_dir)
     if config.recommendations_table:
         writing.check_writable(config.warehouse_uri, config.recommendations_table)
     spec, manifest_sha = load_feature_spec(config.manifest_path)
@@ -191,7 +211,8 @@ def run(config: TrainerConfig) -> RunResult:
     recommendations = recommend(booster, tables, spec, k=config.top_k, model_version=config.run_id)
     lap("recommend_seconds")
 
-    with writing.staged_directory(config.run_dir) as staging:
+    with writing.staged_run(config.run_dir) as staged:
+        staging = staged.path
         booster.save_model(str(staging / "model.txt"), num_iteration=booster.best_iteration)
         writing.write_json(
             staging / "metrics.json",
@@ -230,7 +251,10 @@ def run(config: TrainerConfig) -> RunResult:
                 **config.run_context,
             },
         )
-        # Last, so a failed write-back leaves no run directory that looks finished.
+        # Everything but run_metadata.json (a no-op locally, where the rename publishes it all).
+        staged.publish_artifacts()
+        # Last, so a failed write-back leaves no run directory that looks finished: the local
+        # rename, or on GCS the run_metadata.json upload, happens after it.
         if config.recommendations_table:
             writing.replace_warehouse_table(
                 config.warehouse_uri, config.recommendations_table, recommendations

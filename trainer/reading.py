@@ -3,8 +3,13 @@
 Supported URIs:
   duckdb:///abs/path/warehouse.duckdb   a DuckDB file (the local default); tables by name
   file:///abs/dir  or  /abs/dir         a directory of <table>.parquet files
-Reads are columnar end to end (DuckDB and Parquet hand Arrow over directly): no row-by-row
-fetches and no CSV round trip.
+  bq://project.dataset                  BigQuery (trainer.bigquery_io): `dataset.table`, or a
+                                        bare name for a table in the URI's dataset
+Reads are columnar end to end (DuckDB, Parquet and the BigQuery Storage Read API hand Arrow
+over directly): no row-by-row fetches and no CSV round trip.
+
+The features schema (`--features-schema`) defaults to `main` on DuckDB and Parquet and to the
+URI's dataset on BigQuery.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trainer import bigquery_io
 from trainer.errors import TrainerInputError
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = "duckdb:///path/to/file.duckdb, file:///path/to/dir or a local directory"
+SUPPORTED = (
+    "duckdb:///path/to/file.duckdb, file:///path/to/dir, a local directory or bq://project.dataset"
+)
+LOCAL_SCHEMA = "main"
 
 
 def read_table(warehouse_uri: str, table: str) -> pa.Table:
@@ -32,12 +41,23 @@ def read_table(warehouse_uri: str, table: str) -> pa.Table:
         result = _read_duckdb(duckdb_path(warehouse_uri), table)
     elif scheme in ("", "file"):
         result = _read_parquet(warehouse_uri, table)
+    elif scheme == bigquery_io.SCHEME:
+        location = bigquery_io.BigQueryLocation.parse(warehouse_uri)
+        result = bigquery_io.read_table(location, table)
     else:
         raise TrainerInputError(
             f"Unsupported warehouse URI scheme '{scheme}' in {warehouse_uri!r}: use {SUPPORTED}."
         )
     log.info("read %s from %s: %d rows", table, warehouse_uri, result.num_rows)
     return result
+
+
+def default_schema(warehouse_uri: str) -> str | None:
+    """Where the marts are when no schema is given: `main` locally, the URI's dataset on
+    BigQuery (None when the URI names none, so each table must name its dataset)."""
+    if urlsplit(warehouse_uri).scheme == bigquery_io.SCHEME:
+        return bigquery_io.BigQueryLocation.parse(warehouse_uri).dataset
+    return LOCAL_SCHEMA
 
 
 def duckdb_path(warehouse_uri: str) -> Path:

@@ -1,7 +1,16 @@
 """Entry point: `python -m trainer.task`, the same on a laptop, in CI and as a Vertex AI job.
 
 Arguments default from the environment: the run directory from AIP_MODEL_DIR when Vertex AI
-sets it, else runs/<run id>; the warehouse from RECFLOW_WAREHOUSE_URI or RECFLOW_DUCKDB_PATH.
+sets it (a gs:// URI; see trainer.gcs for how a run is published there), else runs/<run id>; the
+warehouse from RECFLOW_WAREHOUSE_URI (duckdb://, file:// or bq://project.dataset) or
+RECFLOW_DUCKDB_PATH.
+
+Vertex AI's other variables: CLOUD_ML_PROJECT_ID, CLOUD_ML_JOB_ID and CLOUD_ML_TRIAL_ID are
+recorded in run_metadata.json. AIP_CHECKPOINT_DIR is deliberately unused: the job trains in
+minutes, and a booster resumed from a checkpoint would lose early stopping's state and no longer
+be the model a rerun reproduces, so a restarted job retrains from the start. AIP_TENSORBOARD_LOG_DIR
+is unused too: writing event files needs a TensorBoard writer the project does not depend on, and
+metrics.json holds the evaluation.
 """
 
 from __future__ import annotations
@@ -29,19 +38,23 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
     """Parse arguments and environment into the run's configuration."""
     parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__)
     parser.add_argument("--warehouse-uri", default=_default_warehouse_uri())
-    parser.add_argument("--features-schema", default="main")
+    parser.add_argument(
+        "--features-schema",
+        default=None,
+        help="schema (BigQuery dataset) of the marts; default main, or the bq:// URI's dataset",
+    )
     parser.add_argument(
         "--manifest",
-        type=Path,
-        default=Path(os.environ.get("DBT_TARGET_PATH", REPO_ROOT / "dbt" / "target"))
-        / "manifest.json",
-        help="dbt's manifest.json, where the feature spec comes from",
+        default=str(
+            Path(os.environ.get("DBT_TARGET_PATH", REPO_ROOT / "dbt" / "target")) / "manifest.json"
+        ),
+        help="dbt's manifest.json (a local path or gs:// URI), where the feature spec comes from",
     )
     parser.add_argument(
         "--output-dir",
-        type=Path,
         default=None,
-        help="the run directory (default: $AIP_MODEL_DIR, else runs/<run id>)",
+        help="the run directory, a local path or gs://bucket/prefix "
+        "(default: $AIP_MODEL_DIR, else runs/<run id>)",
     )
     parser.add_argument(
         "--recommendations-table",
@@ -65,18 +78,11 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
     args = parser.parse_args(argv)
 
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    run_dir = args.output_dir or Path(
-        os.environ.get("AIP_MODEL_DIR") or REPO_ROOT / "runs" / run_id
-    )
-    if str(run_dir).startswith("gs:/"):
-        raise TrainerInputError(
-            f"Output directory {run_dir} is on GCS, which this trainer version cannot write "
-            "yet; pass a local --output-dir."
-        )
+    run_dir = args.output_dir or os.environ.get("AIP_MODEL_DIR") or str(REPO_ROOT / "runs" / run_id)
     return TrainerConfig(
         warehouse_uri=args.warehouse_uri,
         manifest_path=args.manifest,
-        run_dir=run_dir,
+        run_dir=run_dir.rstrip("/") or run_dir,
         run_id=run_id,
         features_schema=args.features_schema,
         recommendations_table=args.recommendations_table or None,

@@ -1,7 +1,16 @@
 """Write run artifacts and warehouse tables so that a failure never leaves a half-written result.
 
-A run directory is assembled under a temporary name beside its final place and renamed into
-place only when complete; a warehouse table is replaced inside one transaction.
+A run directory is a local path or a `gs://bucket/prefix` URI. Either way artifacts are written
+into a local staging directory first:
+
+- locally, the staging directory sits beside the final place and is renamed into it only when
+  complete, so a run directory either is finished or does not exist;
+- on Cloud Storage, which has no rename, the artifacts are uploaded and run_metadata.json is
+  uploaded last as the completion marker (see trainer.gcs): **a run directory without
+  run_metadata.json is not a finished run**, and a failed run deletes what it uploaded.
+
+A warehouse table is replaced atomically: inside one transaction on DuckDB, by one WRITE_TRUNCATE
+load job on BigQuery.
 """
 
 from __future__ import annotations
@@ -12,17 +21,67 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow as pa
 
+from trainer import bigquery_io, gcs
 from trainer.errors import TrainerInputError
 from trainer.reading import duckdb_path
 
 log = logging.getLogger(__name__)
+
+WRITABLE = "DuckDB (duckdb:///path/to/file.duckdb) or BigQuery (bq://project.dataset)"
+
+
+class StagedRun(Protocol):
+    """Where a run writes its artifacts before they are published."""
+
+    @property
+    def path(self) -> Path:
+        """The local staging directory to write every artifact into."""
+        ...
+
+    def publish_artifacts(self) -> None:
+        """Publish what is staged except the completion marker (run_metadata.json)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalStagedRun:
+    """A staging directory beside the run directory; it is renamed into place at the end."""
+
+    path: Path
+
+    def publish_artifacts(self) -> None:
+        """Nothing to do before the end: the rename publishes everything at once."""
+
+
+def check_run_dir_free(run_dir: str) -> None:
+    """Fail before any work when `run_dir` exists already or is not a place runs can go."""
+    if gcs.is_gcs_uri(run_dir):
+        gcs.check_absent(gcs.filesystem(), run_dir)
+    elif "://" in run_dir:
+        raise TrainerInputError(
+            f"Cannot write run directory {run_dir}: use a local path or gs://bucket/prefix."
+        )
+    elif Path(run_dir).exists():
+        raise TrainerInputError(f"Run directory {run_dir} already exists; refusing to overwrite.")
+
+
+@contextmanager
+def staged_run(run_dir: str) -> Iterator[StagedRun]:
+    """Yield a staging area that becomes the run directory only if the block succeeds."""
+    if gcs.is_gcs_uri(run_dir):
+        with gcs.staged_run(run_dir) as upload:
+            yield upload
+    else:
+        with staged_directory(Path(run_dir)) as staging:
+            yield LocalStagedRun(staging)
 
 
 @contextmanager
@@ -50,16 +109,26 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def check_writable(warehouse_uri: str, table: str) -> None:
     """Fail before any work when `table` could not be written back to this warehouse."""
     scheme = urlsplit(warehouse_uri).scheme
-    if scheme != "duckdb":
+    if scheme == bigquery_io.SCHEME:
+        bigquery_io.check_writable(bigquery_io.BigQueryLocation.parse(warehouse_uri), table)
+    elif scheme != "duckdb":
         raise TrainerInputError(
-            f"Cannot write table {table} to {warehouse_uri!r}: writing supports DuckDB "
-            "(duckdb:///path/to/file.duckdb) only; pass --recommendations-table '' to skip it."
+            f"Cannot write table {table} to {warehouse_uri!r}: writing supports {WRITABLE} "
+            "only; pass --recommendations-table '' to skip it."
         )
 
 
 def replace_warehouse_table(warehouse_uri: str, table: str, rows: pa.Table) -> None:
     """Replace `schema.table` in the warehouse with `rows`, atomically."""
+    if urlsplit(warehouse_uri).scheme == bigquery_io.SCHEME:
+        location = bigquery_io.BigQueryLocation.parse(warehouse_uri)
+        bigquery_io.replace_table(location, table, rows)
+        return
     check_writable(warehouse_uri, table)
+    _replace_duckdb_table(warehouse_uri, table, rows)
+
+
+def _replace_duckdb_table(warehouse_uri: str, table: str, rows: pa.Table) -> None:
     schema, _, name = table.rpartition(".")
     path = duckdb_path(warehouse_uri)
     try:

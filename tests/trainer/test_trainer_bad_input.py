@@ -269,26 +269,6 @@ def test_an_unreadable_warehouse_is_named(
 # --- the run directory and the write-back ---------------------------------------------------------
 
 
-def test_a_gcs_output_dir_is_refused_up_front(
-    tiny_warehouse: TinyWarehouse, tmp_path: Path
-) -> None:
-    """This trainer version writes run directories locally only; a gs:// output is refused
-    before anything is read."""
-    result = run_trainer(
-        *trainer_args(
-            duckdb_uri(tiny_warehouse.duckdb_path),
-            manifest_of(tiny_warehouse),
-            Path("gs://bucket/runs/run"),
-        ),
-        cwd=tmp_path,
-    )
-
-    assert result.returncode == 2
-    assert "trainer: Output directory gs:/bucket/runs/run is on GCS" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "gs:").exists()
-
-
 def test_an_existing_run_directory_is_never_overwritten(
     tiny_warehouse: TinyWarehouse, tmp_path: Path
 ) -> None:

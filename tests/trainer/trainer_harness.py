@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +56,12 @@ def trainer_env() -> dict[str, str]:
     return {**inherited, "GIT_COMMIT": FAKE_GIT_COMMIT, "OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def run_trainer(*args: str, cwd: Path) -> TrainerResult:
-    """`python -m trainer.task <args>` in a fresh interpreter, output captured."""
+def run_trainer(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> TrainerResult:
+    """`python -m trainer.task <args>` in a fresh interpreter, output captured; `env` is laid
+    over `trainer_env()` (e.g. Vertex AI's variables or a stand-in's address)."""
     completed = subprocess.run(
         [sys.executable, "-m", "trainer.task", *args],
-        env=trainer_env(),
+        env={**trainer_env(), **(env or {})},
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -73,7 +74,7 @@ def run_trainer(*args: str, cwd: Path) -> TrainerResult:
 def trainer_args(
     warehouse_uri: str,
     manifest: Path,
-    output_dir: Path,
+    output_dir: Path | str,
     *,
     recommendations_table: str = "",
     extra: Sequence[str] = FAST_ROUNDS,
