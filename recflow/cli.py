@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from recflow import sample_data
+from recflow import bigquery_check, sample_data, vertex_submit
 from recflow.dbt_invocation import DbtFailedError, compiled_analysis_sql, run_dbt
 from recflow.settings import Settings, default_data_dir
 from recflow.warehouse_report import BuildSummary, summarise_build
@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_sample_arguments(run)
     run.set_defaults(handler=_run)
+
+    bigquery_check.register(commands)
+    vertex_submit.register(commands)
     return parser
 
 

@@ -1,0 +1,586 @@
+"""`recflow submit`: train on Vertex AI with the same trainer, entry point and arguments as locally.
+
+What one submission does, in order, so that a mistake costs nothing:
+
+1. settings from flags or the environment (a missing one stops here, exit 2, naming the flag
+   and the variable); the dbt manifest must exist; Application Default Credentials must exist;
+2. builds the project's source distribution (its base dependencies are the trainer's only: no
+   dbt), the package a prebuilt training container installs with `pip install <package_uris>`;
+3. stages the sdist and the manifest under the run's own GCS prefix,
+   `gs://BUCKET/PREFIX/runs/RUN_ID/inputs/`, beside the run's outputs: the job's
+   base_output_dir is `gs://BUCKET/PREFIX/runs/RUN_ID`, so Vertex AI sets
+   AIP_MODEL_DIR=`.../RUN_ID/model/` and the trainer writes the run directory there;
+4. creates a CustomJob running `python -m trainer.task --warehouse-uri bq://PROJECT.DATASET
+   --manifest gs://.../manifest.json`, labelled with the git commit and the manifest's SHA-256,
+   follows it to the end and exits 1 if it failed, naming the job and its console page.
+
+`--dry-run` prints the CustomJob the SDK would send, as JSON, and touches nothing: no build, no
+upload, no credentials. Exit codes: 0 done, 1 the job or a cloud call failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recflow.settings import REPO_ROOT, Settings
+
+if TYPE_CHECKING:  # the SDKs take seconds to import: only the commands that use them do.
+    from google.auth.credentials import Credentials
+    from google.cloud import aiplatform
+
+log = logging.getLogger(__name__)
+
+# Prebuilt Vertex AI training container. The project requires Python 3.11 (requires-python), and
+# this image's tag pins exactly that; the framework in it (PyTorch) is unused. Any prebuilt or
+# custom image with Python 3.11 and pip works: set RECFLOW_TRAINING_IMAGE or --image.
+DEFAULT_IMAGE = "us-docker.pkg.dev/vertex-ai/training/pytorch-cpu.2-4.py311:latest"
+DEFAULT_MACHINE_TYPE = "e2-standard-4"
+DEFAULT_PREFIX = "recflow"
+TRAINER_MODULE = "trainer.task"
+SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+CREDENTIALS_HELP = (
+    "Vertex AI and Cloud Storage need Application Default Credentials: run "
+    "`gcloud auth application-default login` on a workstation; in CI use Workload Identity "
+    "Federation (e.g. google-github-actions/auth, which sets GOOGLE_APPLICATION_CREDENTIALS); "
+    "or set GOOGLE_APPLICATION_CREDENTIALS to a credential file. --dry-run needs none."
+)
+# Label values: lowercase letters, digits, '_' and '-', at most 63 characters.
+_LABEL_INVALID = re.compile(r"[^a-z0-9_-]")
+_LABEL_MAX = 63
+_RUN_ID = re.compile(r"[a-z0-9_-]{1,63}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of the command: its flag, its environment variable and its default."""
+
+    dest: str
+    flag: str
+    env: str
+    help: str
+    default: str | None = None
+
+
+OPTIONS = (
+    Option("project", "--project", "RECFLOW_GCP_PROJECT", "Google Cloud project of the job"),
+    Option("region", "--region", "RECFLOW_GCP_REGION", "Vertex AI region, e.g. europe-west4"),
+    Option("bucket", "--bucket", "RECFLOW_GCS_BUCKET", "bucket for the package and outputs"),
+    Option(
+        "prefix", "--prefix", "RECFLOW_GCS_PREFIX", "folder in the bucket", default=DEFAULT_PREFIX
+    ),
+    Option(
+        "bq_dataset",
+        "--bq-dataset",
+        "RECFLOW_BQ_DATASET",
+        "BigQuery dataset that holds the dbt marts (the trainer's --warehouse-uri)",
+    ),
+    Option(
+        "bq_project",
+        "--bq-project",
+        "RECFLOW_BQ_PROJECT",
+        "project of that dataset (default: --project)",
+    ),
+    Option(
+        "service_account",
+        "--service-account",
+        "RECFLOW_VERTEX_SERVICE_ACCOUNT",
+        "service account the job runs as (default: Vertex AI's Custom Code Service Agent)",
+    ),
+    Option(
+        "image",
+        "--image",
+        "RECFLOW_TRAINING_IMAGE",
+        "prebuilt training container (Python 3.11)",
+        default=DEFAULT_IMAGE,
+    ),
+    Option(
+        "machine_type",
+        "--machine-type",
+        "RECFLOW_MACHINE_TYPE",
+        "machine type of the single replica",
+        default=DEFAULT_MACHINE_TYPE,
+    ),
+)
+REQUIRED = ("project", "region", "bucket", "bq_dataset")
+
+
+class SubmitError(Exception):
+    """A submission that cannot go on; the message says why and what to do."""
+
+    exit_code = EXIT_FAILED
+
+
+class BadInputError(SubmitError):
+    """Missing or invalid settings, inputs or credentials: nothing was uploaded or created."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+@dataclass(frozen=True)
+class VertexSettings:
+    """Where and on what the job runs; see `OPTIONS` for the flags and variables."""
+
+    project: str
+    region: str
+    bucket: str
+    bq_dataset: str
+    prefix: str = DEFAULT_PREFIX
+    bq_project: str | None = None
+    service_account: str | None = None
+    image: str = DEFAULT_IMAGE
+    machine_type: str = DEFAULT_MACHINE_TYPE
+
+    @property
+    def warehouse_uri(self) -> str:
+        return f"bq://{self.bq_project or self.project}.{self.bq_dataset}"
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything about one submission, decided before anything is built or uploaded."""
+
+    run_id: str
+    sdist_name: str
+    manifest_path: Path
+    manifest_sha256: str
+    git_commit: str
+    display_name: str
+    trainer_args: tuple[str, ...] = field(default=())
+
+    def root(self, settings: VertexSettings) -> str:
+        """The run's GCS folder: its inputs and (as base_output_dir) its outputs."""
+        prefix = settings.prefix.strip("/")
+        folder = f"{prefix}/runs/{self.run_id}" if prefix else f"runs/{self.run_id}"
+        return f"gs://{settings.bucket}/{folder}"
+
+    def package_uri(self, settings: VertexSettings) -> str:
+        return f"{self.root(settings)}/inputs/{self.sdist_name}"
+
+    def manifest_uri(self, settings: VertexSettings) -> str:
+        return f"{self.root(settings)}/inputs/manifest.json"
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
+    """Add `submit` to a command line's subparsers; its handler is `args.handler(args)`."""
+    parser = subparsers.add_parser(
+        "submit",
+        help="train on Vertex AI (BigQuery features, package staged to GCS)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for option in OPTIONS:
+        default = f"; default {option.default}" if option.default else ""
+        parser.add_argument(
+            option.flag,
+            dest=option.dest,
+            default=None,
+            help=f"{option.help} (${option.env}{default})",
+        )
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="dbt manifest.json of the BigQuery build (default: $DBT_TARGET_PATH/manifest.json)",
+    )
+    parser.add_argument(
+        "--run-id", default=None, help="names the run's GCS folder (default: a UTC timestamp)"
+    )
+    parser.add_argument("--display-name", default=None, help="default: recflow-trainer-RUN_ID")
+    parser.add_argument(
+        "--git-commit", default=None, help="recorded and labelled (default: $GIT_COMMIT, else git)"
+    )
+    parser.add_argument(
+        "--trainer-arg",
+        dest="trainer_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for python -m trainer.task, repeatable; write options with '=' "
+        "(--trainer-arg=--num-boost-round=500)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the CustomJob request as JSON; build, upload and submit nothing",
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="return once the job is created; do not follow it"
+    )
+    parser.set_defaults(handler=submit_command)
+    return parser
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    """The `submit` subcommand: an exit code, with every expected failure as one message."""
+    try:
+        return _submit(args)
+    except SubmitError as error:
+        print(f"recflow submit: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+def _submit(args: argparse.Namespace) -> int:
+    settings = settings_from(vars(args), os.environ)
+    manifest = args.manifest or Settings.from_env().dbt_target_path / "manifest.json"
+    plan = plan_run(args, manifest, sdist_name=sdist_filename(REPO_ROOT))
+    credentials = _anonymous_credentials() if args.dry_run else default_credentials()
+    job = build_custom_job(settings, plan, credentials=credentials)
+    _describe(settings, plan, dry_run=args.dry_run)
+    if args.dry_run:
+        print(request_json(job))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="recflow-sdist-") as out_dir:
+        # Staged under the planned name whatever the local file is called.
+        sdist = build_sdist(REPO_ROOT, Path(out_dir))
+        stage_inputs(settings, plan, sdist, token=_storage_token(credentials))
+    return run_job(job, settings, wait=not args.no_wait)
+
+
+def settings_from(values: Mapping[str, Any], environ: Mapping[str, str]) -> VertexSettings:
+    """Flags first, then environment variables, then defaults; every missing one is named."""
+    resolved = {
+        option.dest: values.get(option.dest) or environ.get(option.env) or option.default
+        for option in OPTIONS
+    }
+    missing = [
+        option for option in OPTIONS if option.dest in REQUIRED and not resolved[option.dest]
+    ]
+    if missing:
+        names = "; ".join(f"{option.flag} or ${option.env} ({option.help})" for option in missing)
+        raise BadInputError(
+            f"missing setting{'s' if len(missing) > 1 else ''}: {names}. Pass the flag or export "
+            "the variable, e.g. RECFLOW_GCP_PROJECT=my-project RECFLOW_GCP_REGION=europe-west4 "
+            "RECFLOW_GCS_BUCKET=my-bucket RECFLOW_BQ_DATASET=recflow recflow submit"
+        )
+    bucket = str(resolved["bucket"]).removeprefix("gs://").strip("/")
+    if not bucket or "/" in bucket:
+        raise BadInputError(
+            f"--bucket / $RECFLOW_GCS_BUCKET must be a bucket name (got {resolved['bucket']!r}); "
+            "put a folder in --prefix / $RECFLOW_GCS_PREFIX"
+        )
+    return VertexSettings(**{**resolved, "bucket": bucket})
+
+
+def plan_run(args: argparse.Namespace, manifest: Path, *, sdist_name: str) -> RunPlan:
+    """The run's id, names and the sources of its labels; the manifest must exist (it is
+    hashed here and staged later)."""
+    if not manifest.is_file():
+        raise BadInputError(
+            f"dbt manifest {manifest} does not exist: build the marts with dbt against the "
+            "BigQuery target first (it writes target/manifest.json), or pass --manifest PATH"
+        )
+    run_id = args.run_id or new_run_id()
+    if not _RUN_ID.fullmatch(run_id):
+        raise BadInputError(
+            f"--run-id {run_id!r} must be 1-63 lowercase letters, digits, '_' or '-' (it names "
+            "the run's GCS folder and is a job label)"
+        )
+    return RunPlan(
+        run_id=run_id,
+        sdist_name=sdist_name,
+        manifest_path=manifest.resolve(),
+        manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        git_commit=args.git_commit or git_commit(),
+        display_name=args.display_name or f"recflow-trainer-{run_id}",
+        trainer_args=tuple(args.trainer_args or ()),
+    )
+
+
+def new_run_id() -> str:
+    """A UTC timestamp usable in a GCS path and as a label value (lowercase)."""
+    return datetime.now(UTC).strftime("%Y%m%dt%H%M%S%fz")
+
+
+def git_commit() -> str:
+    """$GIT_COMMIT, else the checkout's HEAD, else 'unknown' (the container has no git)."""
+    if commit := os.environ.get("GIT_COMMIT"):
+        return commit
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# --- the job request ---------------------------------------------------------------------------
+
+
+def trainer_arguments(settings: VertexSettings, plan: RunPlan) -> list[str]:
+    """`python -m trainer.task` arguments: BigQuery marts, the staged manifest, extras last
+    (argparse keeps the last value, so an extra overrides)."""
+    return [
+        "--warehouse-uri",
+        settings.warehouse_uri,
+        "--features-schema",
+        settings.bq_dataset,
+        "--manifest",
+        plan.manifest_uri(settings),
+        *plan.trainer_args,
+    ]
+
+
+def container_env(plan: RunPlan) -> list[dict[str, str]]:
+    """Environment of the trainer process: the commit it records (no git in the container)."""
+    return [
+        {"name": "GIT_COMMIT", "value": plan.git_commit},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+
+
+def labels(plan: RunPlan) -> dict[str, str]:
+    """Job labels that tie a job to its code and its feature definitions."""
+    return {
+        "git_commit": label_value(plan.git_commit),
+        "dbt_manifest_sha": label_value(plan.manifest_sha256),
+        "recflow_run_id": label_value(plan.run_id),
+    }
+
+
+def label_value(value: str) -> str:
+    """A valid label value: lowercase, [a-z0-9_-] only, at most 63 characters (a SHA-256's
+    64 hex digits lose the last one)."""
+    return _LABEL_INVALID.sub("_", value.lower())[:_LABEL_MAX]
+
+
+def worker_pool_specs(settings: VertexSettings, plan: RunPlan) -> list[dict[str, Any]]:
+    """One replica running the trainer package in the prebuilt container."""
+    return [
+        {
+            "machine_spec": {"machine_type": settings.machine_type},
+            "replica_count": 1,
+            "python_package_spec": {
+                "executor_image_uri": settings.image,
+                "package_uris": [plan.package_uri(settings)],
+                "python_module": TRAINER_MODULE,
+                "args": trainer_arguments(settings, plan),
+                "env": container_env(plan),
+            },
+        }
+    ]
+
+
+def build_custom_job(
+    settings: VertexSettings, plan: RunPlan, *, credentials: Credentials
+) -> aiplatform.CustomJob:
+    """The SDK's CustomJob for this run, service account included: what `submit` sends."""
+    from google.cloud import aiplatform
+
+    try:
+        job = aiplatform.CustomJob(
+            display_name=plan.display_name,
+            worker_pool_specs=worker_pool_specs(settings, plan),
+            base_output_dir=plan.root(settings),
+            project=settings.project,
+            location=settings.region,
+            credentials=credentials,
+            labels=labels(plan),
+            staging_bucket=f"gs://{settings.bucket}",
+        )
+    except ValueError as error:  # the SDK checks the region (--region / $RECFLOW_GCP_REGION)
+        raise BadInputError(f"Vertex AI does not accept these settings: {error}") from error
+    if settings.service_account:
+        job._gca_resource.job_spec.service_account = settings.service_account
+    return job
+
+
+def request_json(job: aiplatform.CustomJob) -> str:
+    """The job's CustomJob message as JSON (enum names, default values omitted)."""
+    resource = job._gca_resource
+    return type(resource).to_json(
+        resource, use_integers_for_enums=False, always_print_fields_with_no_presence=False
+    )
+
+
+def _describe(settings: VertexSettings, plan: RunPlan, *, dry_run: bool) -> None:
+    verb = "would" if dry_run else "will"
+    print(
+        f"{'dry run: ' if dry_run else ''}job {plan.display_name} in {settings.parent}\n"
+        f"  {verb} stage {plan.sdist_name} -> {plan.package_uri(settings)}\n"
+        f"  {verb} stage {plan.manifest_path} -> {plan.manifest_uri(settings)}\n"
+        f"  outputs: {plan.root(settings)}/model/ (AIP_MODEL_DIR)"
+        + ("\n  nothing was built, staged or submitted" if dry_run else ""),
+        file=sys.stderr,
+    )
+
+
+# --- building and staging ----------------------------------------------------------------------
+
+
+def sdist_filename(project_dir: Path) -> str:
+    """The sdist's file name from pyproject.toml (normalised as in the sdist specification),
+    without building it."""
+    pyproject = project_dir / "pyproject.toml"
+    if not pyproject.is_file():
+        raise BadInputError(
+            f"{pyproject} not found: `recflow submit` builds the trainer package from a source "
+            "checkout (pip install -e '.[pipeline]')"
+        )
+    project = tomllib.loads(pyproject.read_text())["project"]
+    name = re.sub(r"[-_.]+", "_", project["name"]).lower()
+    return f"{name}-{project['version']}.tar.gz"
+
+
+def build_sdist(project_dir: Path, out_dir: Path) -> Path:
+    """Build the project's sdist into `out_dir` with `build`: in this environment when it has
+    the build backend's requirements, else in an isolated one (as `python -m build --sdist`)."""
+    import build
+    from build import check_dependency
+    from build.env import DefaultIsolatedEnv
+
+    try:
+        builder = build.ProjectBuilder(project_dir)
+        # The backend's own requirements first: an older setuptools here may not even parse
+        # pyproject.toml, so it must not be asked for the sdist's further requirements.
+        unmet = [unmet for req in builder.build_system_requires for unmet in check_dependency(req)]
+        if not unmet and not builder.check_dependencies("sdist"):
+            return Path(builder.build("sdist", out_dir))
+        with DefaultIsolatedEnv() as env:
+            isolated = build.ProjectBuilder.from_isolated_env(env, project_dir)
+            env.install(isolated.build_system_requires)
+            env.install(isolated.get_requires_for_build("sdist"))
+            return Path(isolated.build("sdist", out_dir))
+    except (
+        build.BuildException,
+        build.BuildBackendException,
+        subprocess.CalledProcessError,
+    ) as err:
+        raise SubmitError(f"building the trainer's sdist from {project_dir} failed: {err}") from err
+
+
+def stage_inputs(settings: VertexSettings, plan: RunPlan, sdist: Path, *, token: Any) -> list[str]:
+    """Upload the sdist and the manifest to where the job spec points; returns their URIs."""
+    uploads = (
+        (sdist, plan.package_uri(settings)),
+        (plan.manifest_path, plan.manifest_uri(settings)),
+    )
+    for local, uri in uploads:
+        upload(local, uri, project=settings.project, token=token)
+    return [uri for _, uri in uploads]
+
+
+def upload(local: Path, uri: str, *, project: str, token: Any) -> None:
+    """Copy one local file to a gs:// URI with gcsfs (honours STORAGE_EMULATOR_HOST)."""
+    import gcsfs
+    from gcsfs.retry import HttpError
+
+    filesystem = gcsfs.GCSFileSystem(project=project, token=token, skip_instance_cache=True)
+    try:
+        filesystem.put_file(str(local), uri)
+    except FileNotFoundError as error:
+        raise SubmitError(
+            f"cannot stage {local.name} to {uri}: the bucket does not exist; create it "
+            f"(`gcloud storage buckets create gs://{uri.split('/')[2]} --location REGION`) "
+            "or point --bucket / $RECFLOW_GCS_BUCKET at an existing one"
+        ) from error
+    except (OSError, ValueError, HttpError) as error:  # 403 is an OSError in gcsfs
+        raise SubmitError(
+            f"cannot stage {local.name} to {uri}: {error}. The credentials need Storage Object "
+            "Creator (roles/storage.objectCreator) on the bucket."
+        ) from error
+    log.info("staged %s -> %s", local, uri)
+
+
+# --- credentials and the job's life ------------------------------------------------------------
+
+
+def default_credentials() -> Credentials:
+    """Application Default Credentials, or a BadInputError saying how to get them."""
+    import google.auth
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        credentials, _ = google.auth.default(scopes=SCOPES)
+    except auth_exceptions.DefaultCredentialsError as error:
+        raise BadInputError(f"no Google Cloud credentials. {CREDENTIALS_HELP} ({error})") from error
+    return credentials
+
+
+def _anonymous_credentials() -> Credentials:
+    from google.auth.credentials import AnonymousCredentials
+
+    return AnonymousCredentials()
+
+
+def _storage_token(credentials: Credentials) -> Any:
+    """gcsfs's token: the ADC, or anonymous against a local emulator (as the official client)."""
+    return "anon" if os.environ.get("STORAGE_EMULATOR_HOST") else credentials
+
+
+def run_job(job: aiplatform.CustomJob, settings: VertexSettings, *, wait: bool) -> int:
+    """Create the job; unless told not to, follow it to its end: 0 only if it succeeded."""
+    from google.api_core import exceptions as api_exceptions
+
+    try:
+        job.submit(service_account=settings.service_account)
+    except api_exceptions.GoogleAPICallError as error:
+        raise SubmitError(
+            f"Vertex AI refused to create the job in {settings.parent}: {error.message}"
+        ) from error
+    where = f"{job.resource_name}\n  console: {job._dashboard_uri()}"
+    print(f"created {where}", file=sys.stderr)
+    if not wait:
+        return 0
+    try:
+        job.wait_for_completion()
+    except RuntimeError as error:  # the SDK's signal for a failed or cancelled job
+        raise SubmitError(f"job {_state(job)}: {where}\n{error}") from error
+    except api_exceptions.GoogleAPICallError as error:
+        raise SubmitError(
+            f"lost track of the job ({error.message}); it may go on: {where}"
+        ) from error
+    except KeyboardInterrupt:
+        job_id = job.resource_name.rsplit("/", 1)[-1]
+        print(
+            f"stopped following; the job goes on: {where}\n  cancel it with `gcloud ai "
+            f"custom-jobs cancel {job_id} --project {settings.project} --region {settings.region}`",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if (state := _state(job)) != "JOB_STATE_SUCCEEDED":  # e.g. paused: done, but no model
+        raise SubmitError(f"job ended {state}: {where}")
+    print(f"job succeeded: {where}", file=sys.stderr)
+    return 0
+
+
+def _state(job: aiplatform.CustomJob) -> str:
+    """The state the SDK last polled (no further API call)."""
+    return str(job._gca_resource.state.name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m recflow.vertex_submit ...`, until the owner of recflow/cli.py wires it in."""
+    parser = argparse.ArgumentParser(prog="recflow")
+    register(parser.add_subparsers(required=True, metavar="COMMAND"))
+    args = parser.parse_args(["submit", *(argv if argv is not None else sys.argv[1:])])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,441 @@
+"""`recflow submit`: the Vertex AI job request, checked with the SDK's own message types, the
+dry run, bad input, and staging against a local Cloud Storage emulator.
+
+Nothing here talks to Google Cloud: the job is built with anonymous credentials and never sent,
+and staging goes to `gcp-storage-emulator` on 127.0.0.1 through the real gcsfs client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import socket
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import gcsfs
+import pytest
+from gcp_storage_emulator.server import create_server
+from google.auth.credentials import AnonymousCredentials
+from google.cloud.aiplatform_v1.types import CustomJob, JobState, WorkerPoolSpec
+
+from recflow import vertex_submit
+from recflow.settings import REPO_ROOT
+from recflow.vertex_submit import (
+    DEFAULT_IMAGE,
+    DEFAULT_MACHINE_TYPE,
+    EXIT_BAD_INPUT,
+    RunPlan,
+    SubmitError,
+    VertexSettings,
+)
+
+COMMIT = "0123456789ABCDEF0123456789abcdef01234567"
+RUN_ID = "20260105t101500000000z"
+SETTINGS = VertexSettings(
+    project="recflow-prod",
+    region="europe-west4",
+    bucket="recflow-artifacts",
+    bq_dataset="recflow_features",
+    prefix="training",
+    service_account="trainer@recflow-prod.iam.gserviceaccount.com",
+)
+ENV_SETTINGS = {
+    "RECFLOW_GCP_PROJECT": "recflow-prod",
+    "RECFLOW_GCP_REGION": "europe-west4",
+    "RECFLOW_GCS_BUCKET": "gs://recflow-artifacts/",
+    "RECFLOW_BQ_DATASET": "recflow_features",
+}
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    """Any bytes do: the submitter hashes and stages the manifest, the trainer parses it."""
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"metadata": {"dbt_version": "1.11.16"}, "nodes": {}}))
+    return path
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An environment where Application Default Credentials cannot be found, quickly: a key
+    file that does not exist, no gcloud configuration, no metadata server probe."""
+    for option in vertex_submit.OPTIONS:
+        monkeypatch.delenv(option.env, raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("GIT_COMMIT", COMMIT)  # no test shells out to git
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+
+
+def plan_for(manifest: Path, **overrides: object) -> RunPlan:
+    fields = {
+        "run_id": RUN_ID,
+        "sdist_name": "recflow-0.1.0.tar.gz",
+        "manifest_path": manifest,
+        "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "git_commit": COMMIT,
+        "display_name": f"recflow-trainer-{RUN_ID}",
+        "trainer_args": ("--num-boost-round=500",),
+    }
+    return RunPlan(**{**fields, **overrides})  # type: ignore[arg-type]
+
+
+def submit(*argv: str) -> int:
+    """`recflow submit ARGV` through `register`, as the project's command line will call it."""
+    parser = argparse.ArgumentParser(prog="recflow")
+    vertex_submit.register(parser.add_subparsers(required=True))
+    args = parser.parse_args(["submit", *argv])
+    return int(args.handler(args))
+
+
+# --- the request -------------------------------------------------------------------------------
+
+
+def test_job_request_is_the_sdks_custom_job_with_every_setting(manifest: Path) -> None:
+    plan = plan_for(manifest)
+    job = vertex_submit.build_custom_job(SETTINGS, plan, credentials=AnonymousCredentials())
+    request = job._gca_resource
+    assert isinstance(request, CustomJob)
+
+    (pool,) = request.job_spec.worker_pool_specs
+    assert isinstance(pool, WorkerPoolSpec)
+    assert pool.machine_spec.machine_type == DEFAULT_MACHINE_TYPE
+    assert pool.replica_count == 1
+    package = pool.python_package_spec
+    assert package.executor_image_uri == DEFAULT_IMAGE
+    root = f"gs://recflow-artifacts/training/runs/{RUN_ID}"
+    assert list(package.package_uris) == [f"{root}/inputs/recflow-0.1.0.tar.gz"]
+    assert package.python_module == "trainer.task"
+    assert list(package.args) == [
+        "--warehouse-uri",
+        "bq://recflow-prod.recflow_features",
+        "--features-schema",
+        "recflow_features",
+        "--manifest",
+        f"{root}/inputs/manifest.json",
+        "--num-boost-round=500",
+    ]
+    assert {variable.name: variable.value for variable in package.env} == {
+        "GIT_COMMIT": COMMIT,
+        "PYTHONUNBUFFERED": "1",
+    }
+    assert request.job_spec.service_account == SETTINGS.service_account
+    # Vertex AI sets AIP_MODEL_DIR to <base_output_directory>/model/.
+    assert request.job_spec.base_output_directory.output_uri_prefix == root
+    assert request.display_name == f"recflow-trainer-{RUN_ID}"
+    assert dict(request.labels) == {
+        "git_commit": COMMIT.lower(),
+        "dbt_manifest_sha": plan.manifest_sha256[:63],
+        "recflow_run_id": RUN_ID,
+    }
+    assert job._parent == "projects/recflow-prod/locations/europe-west4"
+
+
+def test_bigquery_project_and_image_and_machine_are_configurable(manifest: Path) -> None:
+    settings = VertexSettings(
+        project="compute-project",
+        region="us-central1",
+        bucket="b",
+        bq_dataset="marts",
+        bq_project="data-project",
+        image="europe-docker.pkg.dev/my/images/trainer:py311",
+        machine_type="n2-highmem-8",
+        prefix="",
+    )
+    job = vertex_submit.build_custom_job(
+        settings, plan_for(manifest, trainer_args=()), credentials=AnonymousCredentials()
+    )
+    (pool,) = job._gca_resource.job_spec.worker_pool_specs
+    assert pool.machine_spec.machine_type == "n2-highmem-8"
+    assert pool.python_package_spec.executor_image_uri == settings.image
+    assert list(pool.python_package_spec.args)[:2] == ["--warehouse-uri", "bq://data-project.marts"]
+    assert list(pool.python_package_spec.package_uris) == [
+        f"gs://b/runs/{RUN_ID}/inputs/recflow-0.1.0.tar.gz"
+    ]
+    assert job._gca_resource.job_spec.service_account == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("0123456789ABCDEF", "0123456789abcdef"),
+        ("v1.2/feature branch+dirty", "v1_2_feature_branch_dirty"),
+        ("a" * 64, "a" * 63),
+        ("", ""),
+    ],
+)
+def test_label_values_are_sanitised(raw: str, expected: str) -> None:
+    assert vertex_submit.label_value(raw) == expected
+    assert LABEL_VALUE.fullmatch(vertex_submit.label_value(raw))
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_dry_run_prints_the_request_as_json_without_credentials(
+    manifest: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in ENV_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    code = submit(
+        "--manifest",
+        str(manifest),
+        "--git-commit",
+        "v1.2/Feature",
+        "--run-id",
+        RUN_ID,
+        "--dry-run",
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+
+    request = CustomJob.from_json(captured.out)
+    (pool,) = request.job_spec.worker_pool_specs
+    root = f"gs://recflow-artifacts/recflow/runs/{RUN_ID}"  # default prefix, gs:// stripped
+    assert list(pool.python_package_spec.package_uris) == [
+        f"{root}/inputs/{vertex_submit.sdist_filename(REPO_ROOT)}"
+    ]
+    assert pool.python_package_spec.python_module == "trainer.task"
+    assert request.job_spec.base_output_directory.output_uri_prefix == root
+    assert request.labels["git_commit"] == "v1_2_feature"
+    manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert request.labels["dbt_manifest_sha"] == manifest_sha[:63]
+    # The same message the SDK builds, field for field.
+    expected = vertex_submit.build_custom_job(
+        vertex_submit.settings_from({}, ENV_SETTINGS),
+        plan_for(
+            manifest,
+            git_commit="v1.2/Feature",
+            sdist_name=vertex_submit.sdist_filename(REPO_ROOT),
+            trainer_args=(),
+        ),
+        credentials=AnonymousCredentials(),
+    )._gca_resource
+    assert request == expected
+    assert "nothing was built, staged or submitted" in captured.err
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_flags_override_the_environment(
+    manifest: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in ENV_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RECFLOW_MACHINE_TYPE", "n2-standard-8")
+    code = submit(
+        "--manifest",
+        str(manifest),
+        "--project",
+        "other-project",
+        "--service-account",
+        "sa@other-project.iam.gserviceaccount.com",
+        "--dry-run",
+    )
+    request = CustomJob.from_json(capsys.readouterr().out)
+    assert code == 0
+    (pool,) = request.job_spec.worker_pool_specs
+    assert pool.machine_spec.machine_type == "n2-standard-8"
+    assert "bq://other-project.recflow_features" in pool.python_package_spec.args
+    assert request.job_spec.service_account == "sa@other-project.iam.gserviceaccount.com"
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_missing_settings_are_named_with_flag_and_variable(
+    manifest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = submit("--manifest", str(manifest), "--region", "europe-west4", "--dry-run")
+    message = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT
+    assert message.startswith("recflow submit: missing settings:")
+    for named in ("--project", "$RECFLOW_GCP_PROJECT", "--bucket", "$RECFLOW_GCS_BUCKET"):
+        assert named in message
+    assert "--bq-dataset or $RECFLOW_BQ_DATASET" in message
+    assert "RECFLOW_GCP_REGION (" not in message  # given, so not listed as missing
+    assert "Traceback" not in message
+
+
+@pytest.mark.usefixtures("no_credentials")
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (("--bucket", "gs://bucket/with/folder"), "must be a bucket name"),
+        (("--run-id", "Not A Label"), "--run-id 'Not A Label' must be"),
+        (("--region", "moon-central1"), "Unsupported region"),
+    ],
+)
+def test_invalid_settings_exit_2(
+    manifest: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], fragment: str
+) -> None:
+    base = {"--project": "p", "--region": "europe-west4", "--bucket": "b", "--bq-dataset": "d"}
+    base.update(dict(zip(extra[::2], extra[1::2], strict=True)))
+    argv = [item for pair in base.items() for item in pair]
+    code = submit(*argv, "--manifest", str(manifest), "--dry-run")
+    assert code == EXIT_BAD_INPUT
+    assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_missing_manifest_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "target" / "manifest.json"
+    code = submit(
+        *("--project", "p", "--region", "europe-west4", "--bucket", "b", "--bq-dataset", "d"),
+        *("--manifest", str(missing), "--dry-run"),
+    )
+    assert code == EXIT_BAD_INPUT
+    message = capsys.readouterr().err
+    assert str(missing) in message
+    assert "--manifest" in message
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_real_submit_without_credentials_explains_adc_and_stages_nothing(
+    manifest: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail_build(*args: object, **kwargs: object) -> Path:
+        raise AssertionError("built the sdist without credentials")
+
+    monkeypatch.setattr(vertex_submit, "build_sdist", fail_build)
+    code = submit(
+        *("--project", "p", "--region", "europe-west4", "--bucket", "b", "--bq-dataset", "d"),
+        *("--manifest", str(manifest)),
+    )
+    assert code == EXIT_BAD_INPUT
+    message = capsys.readouterr().err
+    assert "no Google Cloud credentials" in message
+    assert "gcloud auth application-default login" in message
+    assert "Workload Identity Federation" in message
+
+
+# --- the job's end ------------------------------------------------------------------------------
+
+
+class CreatedJob:
+    """Stands in for a CustomJob after `submit()`: only what `run_job` reads. The request itself
+    is checked above with the SDK's types; this checks how its end maps to an exit code."""
+
+    resource_name = "projects/123/locations/europe-west4/customJobs/456"
+
+    def __init__(self, state: JobState, failure: str | None = None) -> None:
+        self._gca_resource = SimpleNamespace(state=state)
+        self.failure = failure
+        self.service_account: str | None = None
+
+    def submit(self, *, service_account: str | None) -> None:
+        self.service_account = service_account
+
+    def wait_for_completion(self) -> None:
+        if self.failure:  # what the SDK raises for a failed or cancelled job
+            raise RuntimeError(f"Job failed with:\n{self.failure}")
+
+    def _dashboard_uri(self) -> str:
+        return "https://console.cloud.google.com/vertex-ai/training/456?project=123"
+
+
+def test_a_succeeded_job_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    job = CreatedJob(JobState.JOB_STATE_SUCCEEDED)
+    assert vertex_submit.run_job(job, SETTINGS, wait=True) == 0  # type: ignore[arg-type]
+    assert job.service_account == SETTINGS.service_account
+    assert "job succeeded: projects/123/locations/europe-west4/customJobs/456" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_failed_job_names_itself_its_console_page_and_the_error() -> None:
+    job = CreatedJob(JobState.JOB_STATE_FAILED, failure="code: 3 message: trainer exited 2")
+    with pytest.raises(SubmitError) as raised:
+        vertex_submit.run_job(job, SETTINGS, wait=True)  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert raised.value.exit_code == 1
+    assert message.startswith("job JOB_STATE_FAILED: " + CreatedJob.resource_name)
+    assert "console: https://console.cloud.google.com/" in message
+    assert "trainer exited 2" in message
+
+
+def test_a_job_that_ends_without_success_is_a_failure() -> None:
+    with pytest.raises(SubmitError, match="job ended JOB_STATE_PAUSED"):
+        job = CreatedJob(JobState.JOB_STATE_PAUSED)
+        vertex_submit.run_job(job, SETTINGS, wait=True)  # type: ignore[arg-type]
+
+
+def test_no_wait_returns_once_created() -> None:
+    job = CreatedJob(JobState.JOB_STATE_PENDING, failure="never polled")
+    assert vertex_submit.run_job(job, SETTINGS, wait=False) == 0  # type: ignore[arg-type]
+
+
+# --- building and staging ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return vertex_submit.build_sdist(REPO_ROOT, tmp_path_factory.mktemp("sdist"))
+
+
+@pytest.fixture
+def storage_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """gcp-storage-emulator on a free 127.0.0.1 port, in memory, with one bucket; gcsfs is
+    pointed at it through STORAGE_EMULATOR_HOST. Yields the bucket name."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="recflow-artifacts")
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    try:
+        yield "recflow-artifacts"
+    finally:
+        server.stop()
+
+
+def test_sdist_holds_the_trainer_and_declares_no_dbt(sdist: Path) -> None:
+    assert sdist.name == vertex_submit.sdist_filename(REPO_ROOT)
+    with tarfile.open(sdist) as archive:
+        names = archive.getnames()
+        root = names[0].split("/")[0]
+        metadata = archive.extractfile(f"{root}/PKG-INFO")
+        assert metadata is not None
+        pkg_info = metadata.read().decode()
+    assert f"{root}/trainer/task.py" in names
+    requirements = [
+        line.removeprefix("Requires-Dist: ")
+        for line in pkg_info.splitlines()
+        if line.startswith("Requires-Dist: ") and "extra ==" not in line
+    ]
+    assert any(requirement.startswith("lightgbm") for requirement in requirements)
+    assert not [requirement for requirement in requirements if "dbt" in requirement]
+
+
+def test_staging_uploads_the_sdist_and_manifest_where_the_job_points(
+    storage_emulator: str, sdist: Path, manifest: Path
+) -> None:
+    settings = VertexSettings(
+        project="p", region="europe-west4", bucket=storage_emulator, bq_dataset="d"
+    )
+    plan = plan_for(manifest, sdist_name=sdist.name)
+    staged = vertex_submit.stage_inputs(settings, plan, sdist, token="anon")
+
+    job = vertex_submit.build_custom_job(settings, plan, credentials=AnonymousCredentials())
+    (pool,) = job._gca_resource.job_spec.worker_pool_specs
+    package_uri = pool.python_package_spec.package_uris[0]
+    manifest_uri = pool.python_package_spec.args[
+        list(pool.python_package_spec.args).index("--manifest") + 1
+    ]
+    assert staged == [package_uri, manifest_uri]
+    storage = gcsfs.GCSFileSystem(token="anon", skip_instance_cache=True)
+    assert storage.cat_file(package_uri) == sdist.read_bytes()
+    assert storage.cat_file(manifest_uri) == manifest.read_bytes()
+
+
+def test_staging_to_a_missing_bucket_says_so(
+    storage_emulator: str, sdist: Path, manifest: Path
+) -> None:
+    settings = VertexSettings(project="p", region="europe-west4", bucket="no-such", bq_dataset="d")
+    with pytest.raises(SubmitError, match=r"gs://no-such/.*the bucket does not exist"):
+        vertex_submit.stage_inputs(settings, plan_for(manifest), sdist, token="anon")
