@@ -21,6 +21,8 @@ log = logging.getLogger("recflow")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # sqlfluff (check-bigquery) narrates every parse at INFO.
+    logging.getLogger("sqlfluff").setLevel(logging.WARNING)
     try:
         return args.handler(args)
     except DbtFailedError as error:
