@@ -94,23 +94,36 @@ def test_sources_and_models_resolve_to_the_projects_and_datasets_from_the_enviro
 
 
 @pytest.mark.parametrize(
-    ("model", "partition_field", "cluster_by"),
+    ("model", "materialized", "partition_field", "cluster_by"),
     [
-        ("base_app__events_validated", "event_date", ["user_id", "item_id"]),
-        ("int_user_item_interactions_daily", "event_date", ["user_id", "item_id"]),
-        ("int_item_pairs_covisited", "covisit_date", ["item_id", "related_item_id"]),
-        ("int_user_items_snapshotted", "snapshot_date", ["user_id", "item_id"]),
-        ("candidates", "snapshot_date", ["user_id", "item_id"]),
-        ("training_examples", "snapshot_date", ["user_id", "item_id"]),
-        ("scoring_candidates", "snapshot_date", ["user_id", "item_id"]),
+        ("base_app__events_validated", "incremental", "event_date", ["user_id", "item_id"]),
+        ("int_user_item_interactions_daily", "incremental", "event_date", ["user_id", "item_id"]),
+        (
+            "int_item_pairs_covisited",
+            "incremental",
+            "covisit_date",
+            ["item_id", "related_item_id"],
+        ),
+        ("int_user_items_snapshotted", "table", "snapshot_date", ["user_id", "item_id"]),
+        ("candidates", "table", "snapshot_date", ["user_id", "item_id"]),
+        ("training_examples", "table", "snapshot_date", ["user_id", "item_id"]),
+        ("scoring_candidates", "table", "snapshot_date", ["user_id", "item_id"]),
     ],
 )
 def test_event_and_snapshot_tables_are_partitioned_by_day_and_clustered_on_bigquery(
-    project_check: CheckResult, model: str, partition_field: str, cluster_by: list[str]
+    project_check: CheckResult,
+    model: str,
+    materialized: str,
+    partition_field: str,
+    cluster_by: list[str],
 ) -> None:
+    """Event-driven models replace whole day partitions (insert_overwrite); per-snapshot models
+    are tables; all are partitioned by day and clustered on their keys."""
     assert project_check.manifest_path is not None
     node = json.loads(project_check.manifest_path.read_text())["nodes"][f"model.recflow.{model}"]
-    assert node["config"]["materialized"] == "table"
+    assert node["config"]["materialized"] == materialized
+    if materialized == "incremental":
+        assert node["config"]["incremental_strategy"] == "insert_overwrite"
     assert node["config"]["partition_by"] == {
         "field": partition_field,
         "data_type": "date",

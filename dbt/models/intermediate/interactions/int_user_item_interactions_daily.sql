@@ -1,16 +1,17 @@
 {{
-    config(physical_design(
-        partition_date='event_date', cluster_by=['user_id', 'item_id']
-    ))
+    config(incremental_by_day(partition_date='event_date', cluster_by=['user_id', 'item_id']))
 }}
 -- One row per user, item and day: the grain every point-in-time feature aggregates from, so
--- features never re-read the event log.
+-- features never re-read the event log. Incremental: a run recomputes only the recent days.
 
 with
 
 events as (
 
     select * from {{ ref('stg_app__events') }}
+    {%- if is_incremental() %}
+    where event_date >= {{ incremental_window_start('event_date') }}
+    {%- endif %}
 
 ),
 

@@ -1,12 +1,10 @@
 {{
-    config(
-        materialized = 'table',
-        **physical_design(partition_date='event_date', cluster_by=['user_id', 'item_id'])
-    )
+    config(incremental_by_day(partition_date='event_date', cluster_by=['user_id', 'item_id']))
 }}
--- A table, not a view: both the clean events and the quarantine read it, and the raw log
--- should be scanned once per build. `event_date` (UTC) is derived here, once, so BigQuery can
--- partition the table on it; stg_app__events passes it on.
+-- Materialised (incrementally, by day), not a view: both the clean events and the quarantine
+-- read it, and the raw log should be scanned once per build. `event_date` (UTC) is derived here,
+-- once; stg_app__events passes it on. Rows without a usable timestamp have no day of their own:
+-- they are kept under 1900-01-01, a day every run recomputes from the raw log.
 
 with
 
@@ -36,9 +34,23 @@ keyed as (
     select
         {{ surrogate_key(['user_id', 'item_id', 'event_type', 'event_at_raw', 'event_value_raw']) }}
             as event_id,
-        *
+        *,
+        coalesce(cast(event_at as date), cast('1900-01-01' as date)) as event_date
 
     from typed
+
+),
+
+windowed as (
+
+    select * from keyed
+    {%- if is_incremental() %}
+    where
+        event_at is null
+        or event_date >= {{ incremental_window_start(
+            'event_date', where='quarantine_reason is null'
+        ) }}
+    {%- endif %}
 
 ),
 
@@ -46,7 +58,6 @@ validated as (
 
     select
         *,
-        cast(event_at as date) as event_date,
         case
             when user_id is null then 'missing_user_id'
             when item_id is null then 'missing_item_id'
@@ -60,7 +71,7 @@ validated as (
                 then 'duplicate_event'
         end as quarantine_reason
 
-    from keyed
+    from windowed
 
 )
 
