@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recflow.settings import REPO_ROOT, Settings
+from trainer.task import git_commit
 
 if TYPE_CHECKING:  # the SDKs take seconds to import: only the commands that use them do.
     from google.auth.credentials import Credentials
@@ -310,22 +311,6 @@ def plan_run(args: argparse.Namespace, manifest: Path, *, sdist_name: str) -> Ru
 def new_run_id() -> str:
     """A UTC timestamp usable in a GCS path and as a label value (lowercase)."""
     return datetime.now(UTC).strftime("%Y%m%dt%H%M%S%fz")
-
-
-def git_commit() -> str:
-    """$GIT_COMMIT, else the checkout's HEAD, else 'unknown' (the container has no git)."""
-    if commit := os.environ.get("GIT_COMMIT"):
-        return commit
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # --- the job request ---------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
             num_threads=args.num_threads,
         ),
         run_context={
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             **{name.lower(): os.environ[name] for name in VERTEX_CONTEXT if name in os.environ},
         },
     )
@@ -129,7 +129,8 @@ def _default_warehouse_uri() -> str:
     return f"duckdb://{path.resolve()}"
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """$GIT_COMMIT, else the checkout's HEAD, else 'unknown' (a training container has no git)."""
     if commit := os.environ.get("GIT_COMMIT"):
         return commit
     try:
