@@ -1,0 +1,283 @@
+"""The review of a pull request's dbt project against its base: built, then rendered.
+
+`build_review` is a pure function of two manifest dicts and the configuration; `to_json` and
+`render_markdown` render the same `Review`, so every flag in the JSON is in the Markdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from recflow.review.duplicate_logic import ParseProblem, duplicate_findings
+from recflow.review.findings import Finding, ReviewConfig, resolve
+from recflow.review.manifest_graph import ProjectGraph, build_graph
+from recflow.review.scans import RelationScans, compare_scans, render_path, scan_findings
+from recflow.review.structure_rules import structure_findings
+
+SCHEMA_VERSION = 1
+NOT_YET_COVERED = (
+    "measured cost per model",
+    "sqlfluff findings on changed files",
+    "BigQuery dry-run bytes",
+)
+
+
+@dataclass(frozen=True)
+class ChangedModel:
+    """A model the pull request adds, removes or modifies, and the models downstream of it."""
+
+    unique_id: str
+    name: str
+    path: str
+    change: str  # "new", "modified" or "removed"
+    aspects: tuple[str, ...]  # for "modified": any of "sql", "config", "docs"
+    materialized_before: str | None
+    materialized_after: str | None
+    downstream: tuple[str, ...]  # names of head models downstream (not themselves changed)
+
+
+@dataclass(frozen=True)
+class Review:
+    """Everything the report says; `seconds` is set by the caller once it is known."""
+
+    base_label: str
+    head_label: str
+    changed_models: tuple[ChangedModel, ...]
+    scans: tuple[RelationScans, ...]
+    findings: tuple[Finding, ...]
+    parse_problems: tuple[ParseProblem, ...]
+    base_graph: ProjectGraph
+    head_graph: ProjectGraph
+
+    @property
+    def flags(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.status == "flagged")
+
+
+def changed_models(base: ProjectGraph, head: ProjectGraph) -> tuple[ChangedModel, ...]:
+    """New, removed and modified models (SQL checksum, config or docs differ), sorted."""
+    base_models = {n.unique_id: n for n in base.models()}
+    head_models = {n.unique_id: n for n in head.models()}
+    rows = []
+    for uid in sorted(base_models.keys() | head_models.keys()):
+        before, after = base_models.get(uid), head_models.get(uid)
+        if before is None or after is None:
+            aspects: tuple[str, ...] = ()
+            change = "new" if before is None else "removed"
+        else:
+            aspects = tuple(
+                aspect
+                for aspect, differs in (
+                    ("sql", before.checksum != after.checksum),
+                    ("config", before.config_fingerprint != after.config_fingerprint),
+                    ("docs", before.docs_fingerprint != after.docs_fingerprint),
+                )
+                if differs
+            )
+            change = "modified"
+            if not aspects:
+                continue
+        node = after or before
+        assert node is not None
+        rows.append(
+            ChangedModel(
+                unique_id=uid,
+                name=node.name,
+                path=node.path,
+                change=change,
+                aspects=aspects,
+                materialized_before=before.materialized if before else None,
+                materialized_after=after.materialized if after else None,
+                downstream=(),
+            )
+        )
+    changed = frozenset(row.unique_id for row in rows)
+    return tuple(
+        replace(row, downstream=_unchanged_downstream(head, row.unique_id, changed)) for row in rows
+    )
+
+
+def _unchanged_downstream(
+    head: ProjectGraph, unique_id: str, changed: frozenset[str]
+) -> tuple[str, ...]:
+    """Names of the models downstream of `unique_id` that are not changed themselves."""
+    if unique_id not in head.nodes:
+        return ()
+    return tuple(sorted(head.nodes[d].name for d in head.descendants(unique_id) - changed))
+
+
+def build_review(
+    base_manifest: Mapping[str, Any],
+    head_manifest: Mapping[str, Any],
+    config: ReviewConfig,
+    base_label: str = "base",
+    head_label: str = "pull request",
+) -> Review:
+    """Compare two manifests: changed models, scans, and every rule's findings with status."""
+    base, head = build_graph(base_manifest), build_graph(head_manifest)
+    base_duplicates, _ = duplicate_findings(base, config)
+    head_duplicates, problems = duplicate_findings(head, config)
+    base_keys = frozenset(f.key for f in (*base_duplicates, *structure_findings(base, config)))
+    scans = compare_scans(base, head)
+    head_findings = (
+        *scan_findings(scans, head, config),
+        *head_duplicates,
+        *structure_findings(head, config),
+    )
+    return Review(
+        base_label=base_label,
+        head_label=head_label,
+        changed_models=changed_models(base, head),
+        scans=scans,
+        findings=resolve(head_findings, base_keys, head, config),
+        parse_problems=problems,
+        base_graph=base,
+        head_graph=head,
+    )
+
+
+def to_json(review: Review, seconds: float) -> dict[str, Any]:
+    """The review as a JSON-ready dict (schema version SCHEMA_VERSION)."""
+    head, base = review.head_graph, review.base_graph
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "base": review.base_label,
+        "head": review.head_label,
+        "summary": {
+            status: sum(1 for f in review.findings if f.status == status)
+            for status in ("flagged", "acknowledged", "ignored", "existing")
+        },
+        "changed_models": [
+            {
+                "unique_id": m.unique_id,
+                "name": m.name,
+                "path": m.path,
+                "change": m.change,
+                "aspects": list(m.aspects),
+                "materialized": {"before": m.materialized_before, "after": m.materialized_after},
+                "downstream": list(m.downstream),
+            }
+            for m in review.changed_models
+        ],
+        "scans": [
+            {
+                "relation": row.relation,
+                "name": row.name,
+                "kind": row.kind,
+                "before": row.before,
+                "after": row.after,
+                "added_paths": [render_path(p, head) for p in row.added_paths],
+                "removed_paths": [render_path(p, base) for p in row.removed_paths],
+            }
+            for row in review.scans
+        ],
+        "findings": [
+            {
+                "rule": f.rule,
+                "key": f.key,
+                "status": f.status,
+                "message": f.message,
+                "reason": f.reason,
+                "suggestion": f.suggestion,
+                "subjects": list(f.subjects),
+                "locations": [{"path": loc.path, "line": loc.line} for loc in f.locations],
+            }
+            for f in review.findings
+        ],
+        "parse_problems": [{"model": p.model, "error": p.error} for p in review.parse_problems],
+        "not_yet_covered": list(NOT_YET_COVERED),
+        "runtime_seconds": round(seconds, 3),
+    }
+
+
+def render_markdown(review: Review, seconds: float) -> str:
+    """The review as a pull-request comment."""
+    flags = review.flags
+    lines = [
+        "## dbt review",
+        "",
+        f"Comparing **{review.head_label}** with **{review.base_label}**: "
+        f"{len(flags)} flag(s) for the reviewer.",
+        "",
+        *_findings_section("Flags", flags, with_reason=False),
+        *_findings_section(
+            "Acknowledged or ignored",
+            tuple(f for f in review.findings if f.status in {"acknowledged", "ignored"}),
+            with_reason=True,
+        ),
+        *_changed_section(review.changed_models),
+        *_scans_section(review),
+    ]
+    existing = [f for f in review.findings if f.status == "existing"]
+    if existing:
+        lines += [
+            f"<details><summary>Findings already on the base branch ({len(existing)})</summary>",
+            "",
+            *(f"- `{f.rule}`: {f.message}" for f in existing),
+            "",
+            "</details>",
+            "",
+        ]
+    if review.parse_problems:
+        lines += ["Models sqlglot could not parse (no duplicate check):", ""]
+        lines += [f"- `{p.model}`: {p.error}" for p in review.parse_problems] + [""]
+    lines += [
+        f"_Not in this report yet: {', '.join(NOT_YET_COVERED)}._",
+        "",
+        f"_Review computed in {seconds:.2f} s (excluding dbt)._",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _findings_section(title: str, findings: tuple[Finding, ...], with_reason: bool) -> list[str]:
+    if not findings:
+        return [f"### {title}", "", "None.", ""] if title == "Flags" else []
+    lines = [f"### {title}", ""]
+    for f in findings:
+        where = ", ".join(f"`{loc}`" for loc in f.locations)
+        lines.append(f"- **`{f.rule}`**: {f.message}")
+        if where:
+            lines.append(f"  - where: {where}")
+        if with_reason:
+            lines.append(f"  - {f.status}: {f.reason}")
+        elif f.suggestion:
+            lines.append(f"  - suggestion: {f.suggestion}")
+    return [*lines, ""]
+
+
+def _changed_section(models: tuple[ChangedModel, ...]) -> list[str]:
+    lines = ["### Changed models", ""]
+    if not models:
+        return [*lines, "None.", ""]
+    lines += [
+        "| model | change | materialised | downstream |",
+        "|---|---|---|---|",
+    ]
+    for m in models:
+        change = m.change + (f" ({', '.join(m.aspects)})" if m.aspects else "")
+        if m.materialized_before and m.materialized_before != m.materialized_after:
+            materialised = f"{m.materialized_before} → {m.materialized_after or '-'}"
+        else:
+            materialised = m.materialized_after or "-"
+        downstream = ", ".join(m.downstream) or "-"
+        lines.append(f"| `{m.name}` (`{m.path}`) | {change} | {materialised} | {downstream} |")
+    return [*lines, ""]
+
+
+def _scans_section(review: Review) -> list[str]:
+    lines = [
+        "### Full-build scans per stored relation",
+        "",
+        "A stored model scans a relation once per path to it through views and ephemeral "
+        "models (see `recflow/review/scans.py`).",
+        "",
+        "| relation | kind | before | after |",
+        "|---|---|---|---|",
+    ]
+    for row in review.scans:
+        marker = " ⚠" if row.delta > 0 else ""
+        lines.append(f"| `{row.name}` | {row.kind} | {row.before} | {row.after}{marker} |")
+    return [*lines, ""]
