@@ -1,8 +1,11 @@
 """`recflow review`: compare the pull request's dbt manifest with the base branch's.
 
 The I/O edge of the review: reads the two manifests and dbt/review.yml, times the pure
-`build_review`, writes review.md and review.json. Exit 0 whatever the flags say (they are
-information for the reviewer); 2 when an input is missing or malformed.
+`build_review`, writes review.md and review.json. Optionally (`--lint`) runs sqlfluff on the
+changed models' SQL files (`lint.py`) and, given both builds' run_results.json (and DuckDB
+files), measures each changed model's cost on both builds (`cost.py`). Exit 0 whatever the
+flags say (they are information for the reviewer); 2 when an input is missing or malformed, or
+sqlfluff cannot run.
 """
 
 from __future__ import annotations
@@ -11,15 +14,28 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from recflow.review.findings import ReviewConfigError, load_config
-from recflow.review.manifest_graph import ManifestError, load_manifest
-from recflow.review.report import build_review, render_markdown, to_json
+from recflow.review.cost import compare_costs, load_run_results, measure
+from recflow.review.findings import Finding, ReviewConfigError, load_config
+from recflow.review.lint import LintError, lint_findings
+from recflow.review.manifest_graph import ManifestError, build_graph, load_manifest
+from recflow.review.report import (
+    ChangedModel,
+    Review,
+    build_review,
+    changed_models,
+    render_markdown,
+    to_json,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MANIFEST = REPO_ROOT / "dbt" / "target" / "manifest.json"
 DEFAULT_CONFIG = REPO_ROOT / "dbt" / "review.yml"
+DEFAULT_PROJECT_DIR = REPO_ROOT / "dbt"
+DEFAULT_SQLFLUFF_CONFIG = REPO_ROOT / ".sqlfluff"
 EXIT_BAD_INPUT = 2
 
 
@@ -50,6 +66,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="thresholds and ignores (default: dbt/review.yml)",
     )
     parser.add_argument("--out-dir", type=Path, default=Path(), help="where review.* go")
+    cost = parser.add_argument_group(
+        "measured cost (shown only when both run results are given)",
+        "artifacts of the base and pull-request DuckDB builds",
+    )
+    cost.add_argument("--run-results", type=Path, help="the pull request build's run_results.json")
+    cost.add_argument("--base-run-results", type=Path, help="the base build's run_results.json")
+    cost.add_argument(
+        "--warehouse", type=Path, help="the pull request build's DuckDB file (rows, scans)"
+    )
+    cost.add_argument("--base-warehouse", type=Path, help="the base build's DuckDB file")
+    lint = parser.add_argument_group("sqlfluff on the changed models' SQL files")
+    lint.add_argument("--lint", action="store_true", help="run sqlfluff on changed SQL files")
+    lint.add_argument(
+        "--project-dir",
+        type=Path,
+        default=DEFAULT_PROJECT_DIR,
+        help="the pull request's dbt project directory (default: dbt)",
+    )
+    lint.add_argument(
+        "--sqlfluff-config",
+        type=Path,
+        default=DEFAULT_SQLFLUFF_CONFIG,
+        help="sqlfluff configuration (default: the repository's .sqlfluff)",
+    )
     parser.set_defaults(handler=run_review)
 
 
@@ -63,14 +103,28 @@ def run_review(args: argparse.Namespace) -> int:
     except (ManifestError, ReviewConfigError) as error:
         print(f"recflow review: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if (args.run_results is None) != (args.base_run_results is None):
+        print("recflow review: give both --run-results and --base-run-results", file=sys.stderr)
+        return EXIT_BAD_INPUT
     started = time.perf_counter()
-    review = build_review(
-        base_manifest,
-        head_manifest,
-        config,
-        base_label=str(base_path),
-        head_label=str(args.manifest),
-    )
+    try:
+        extra = _lint(args, base_manifest, head_manifest) if args.lint else ()
+        review = build_review(
+            base_manifest,
+            head_manifest,
+            config,
+            base_label=str(base_path),
+            head_label=str(args.manifest),
+            extra_findings=extra,
+        )
+        if args.lint:
+            linted = tuple(path for _, path in _sql_changed(review.changed_models))
+            review = replace(review, linted_files=linted)
+        if args.run_results is not None:
+            review = _with_costs(review, args)
+    except (ManifestError, LintError) as error:
+        print(f"recflow review: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     seconds = time.perf_counter() - started
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "review.md").write_text(render_markdown(review, seconds))
@@ -80,6 +134,35 @@ def run_review(args: argparse.Namespace) -> int:
         f"model(s), {seconds:.2f} s; wrote {args.out_dir / 'review.md'} and review.json"
     )
     return 0
+
+
+def _sql_changed(models: tuple[ChangedModel, ...]) -> list[tuple[str, str]]:
+    """(unique id, path) of the pull request's models whose SQL is new or changed."""
+    return [
+        (m.unique_id, m.path)
+        for m in models
+        if m.change == "new" or (m.change == "modified" and "sql" in m.aspects)
+    ]
+
+
+def _lint(
+    args: argparse.Namespace, base: dict[str, Any], head: dict[str, Any]
+) -> tuple[Finding, ...]:
+    files = _sql_changed(changed_models(build_graph(base), build_graph(head)))
+    return lint_findings(args.project_dir, files, args.sqlfluff_config)
+
+
+def _with_costs(review: Review, args: argparse.Namespace) -> Review:
+    """The review with the measured cost of its changed models on both builds."""
+    uids = [m.unique_id for m in review.changed_models]
+    base_costs = measure(
+        review.base_graph, uids, load_run_results(args.base_run_results), args.base_warehouse
+    )
+    head_costs = measure(
+        review.head_graph, uids, load_run_results(args.run_results), args.warehouse
+    )
+    rows = compare_costs(review.base_graph, review.head_graph, uids, base_costs, head_costs)
+    return replace(review, costs=rows)
 
 
 def main(argv: list[str] | None = None) -> int:

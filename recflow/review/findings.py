@@ -28,6 +28,7 @@ RULE_IDS = (
     "view_chain_too_deep",
     "view_with_many_children",
 )
+LINT_RULE_PREFIX = "sqlfluff:"  # sqlfluff findings: `sqlfluff:<code>`, e.g. sqlfluff:CP01
 STATUSES = ("flagged", "acknowledged", "ignored", "existing")
 
 
@@ -100,7 +101,11 @@ def parse_config(document: Mapping[str, Any], origin: str = "review.yml") -> Rev
     unknown |= {f"thresholds.{k}" for k in set(thresholds) - threshold_names}
     unknown |= {f"ignore.{k}" for k in set(ignore) - {"rules", "models"}}
     rules = frozenset(str(rule) for rule in ignore.get("rules") or ())
-    unknown |= {f"ignore.rules: {rule}" for rule in rules - set(RULE_IDS)}
+    unknown |= {
+        f"ignore.rules: {rule}"
+        for rule in rules - set(RULE_IDS)
+        if not rule.startswith(LINT_RULE_PREFIX)
+    }
     if unknown:
         raise ReviewConfigError(f"{origin}: unknown keys or rules: {', '.join(sorted(unknown))}")
     values = {name: thresholds.get(name, getattr(defaults, name)) for name in threshold_names}

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from recflow.review.cost import COST_METRICS, CostRow, format_delta, format_value
 from recflow.review.duplicate_logic import ParseProblem, duplicate_findings
 from recflow.review.findings import Finding, ReviewConfig, resolve
 from recflow.review.manifest_graph import ProjectGraph, build_graph
@@ -17,11 +18,7 @@ from recflow.review.scans import RelationScans, compare_scans, render_path, scan
 from recflow.review.structure_rules import structure_findings
 
 SCHEMA_VERSION = 1
-NOT_YET_COVERED = (
-    "measured cost per model",
-    "sqlfluff findings on changed files",
-    "BigQuery dry-run bytes",
-)
+NOT_YET_COVERED = ("BigQuery dry-run bytes",)
 
 
 @dataclass(frozen=True)
@@ -50,6 +47,8 @@ class Review:
     parse_problems: tuple[ParseProblem, ...]
     base_graph: ProjectGraph
     head_graph: ProjectGraph
+    costs: tuple[CostRow, ...] | None = None  # None: no build artifacts given
+    linted_files: tuple[str, ...] | None = None  # None: sqlfluff not run
 
     @property
     def flags(self) -> tuple[Finding, ...]:
@@ -114,8 +113,11 @@ def build_review(
     config: ReviewConfig,
     base_label: str = "base",
     head_label: str = "pull request",
+    extra_findings: tuple[Finding, ...] = (),
 ) -> Review:
-    """Compare two manifests: changed models, scans, and every rule's findings with status."""
+    """Compare two manifests: changed models, scans, and every rule's findings with status.
+
+    `extra_findings` are pull-request findings computed outside (sqlfluff on changed files)."""
     base, head = build_graph(base_manifest), build_graph(head_manifest)
     base_duplicates, _ = duplicate_findings(base, config)
     head_duplicates, problems = duplicate_findings(head, config)
@@ -125,6 +127,7 @@ def build_review(
         *scan_findings(scans, head, config),
         *head_duplicates,
         *structure_findings(head, config),
+        *extra_findings,
     )
     return Review(
         base_label=base_label,
@@ -187,6 +190,8 @@ def to_json(review: Review, seconds: float) -> dict[str, Any]:
             for f in review.findings
         ],
         "parse_problems": [{"model": p.model, "error": p.error} for p in review.parse_problems],
+        "costs": None if review.costs is None else [_cost_json(row) for row in review.costs],
+        "linted_files": None if review.linted_files is None else list(review.linted_files),
         "not_yet_covered": list(NOT_YET_COVERED),
         "runtime_seconds": round(seconds, 3),
     }
@@ -209,6 +214,7 @@ def render_markdown(review: Review, seconds: float) -> str:
         ),
         *_changed_section(review.changed_models),
         *_scans_section(review),
+        *_costs_section(review.costs),
     ]
     existing = [f for f in review.findings if f.status == "existing"]
     if existing:
@@ -220,6 +226,9 @@ def render_markdown(review: Review, seconds: float) -> str:
             "</details>",
             "",
         ]
+    if review.linted_files is not None:
+        linted = ", ".join(f"`{path}`" for path in review.linted_files) or "none"
+        lines += [f"_sqlfluff linted the changed SQL files: {linted}._", ""]
     if review.parse_problems:
         lines += ["Models sqlglot could not parse (no duplicate check):", ""]
         lines += [f"- `{p.model}`: {p.error}" for p in review.parse_problems] + [""]
@@ -280,4 +289,52 @@ def _scans_section(review: Review) -> list[str]:
     for row in review.scans:
         marker = " ⚠" if row.delta > 0 else ""
         lines.append(f"| `{row.name}` | {row.kind} | {row.before} | {row.after}{marker} |")
+    return [*lines, ""]
+
+
+def _cost_json(row: CostRow) -> dict[str, Any]:
+    metrics = {}
+    for metric in COST_METRICS:
+        absolute, relative = row.delta(metric)
+        metrics[metric] = {
+            "base": row.base.value(metric) if row.base else None,
+            "head": row.head.value(metric) if row.head else None,
+            "delta": absolute,
+            "relative": None if relative is None else round(relative, 4),
+        }
+    return {"name": row.name, **metrics}
+
+
+_COST_TITLES = {
+    "seconds": "wall time",
+    "rows_produced": "rows produced",
+    "rows_scanned": "rows scanned",
+    "bytes_scanned": "bytes scanned",
+}
+
+
+def _costs_section(costs: tuple[CostRow, ...] | None) -> list[str]:
+    if costs is None:
+        return []
+    lines = [
+        "### Measured cost on the DuckDB build",
+        "",
+        "Per changed model: base → pull request, change. Wall time from `run_results.json`, "
+        "rows produced counted in the built relation, rows and bytes scanned from a DuckDB "
+        "JSON profile of the model's query (see `recflow/review/cost.py`).",
+        "",
+    ]
+    if not costs:
+        return [*lines, "No changed model was built.", ""]
+    lines += [
+        "| model | " + " | ".join(_COST_TITLES[m] for m in COST_METRICS) + " |",
+        "|---" * (len(COST_METRICS) + 1) + "|",
+    ]
+    for row in costs:
+        cells = []
+        for metric in COST_METRICS:
+            before = format_value(metric, row.base.value(metric) if row.base else None)
+            after = format_value(metric, row.head.value(metric) if row.head else None)
+            cells.append(f"{before} → {after}, {format_delta(metric, *row.delta(metric))}")
+        lines.append(f"| `{row.name}` | " + " | ".join(cells) + " |")
     return [*lines, ""]
