@@ -40,6 +40,18 @@ STAGING_BUILD = (
     "cautious",
 )
 SUBPROCESS_TIMEOUT_S = 600
+# What a finished trainer run directory holds.
+RUN_ARTIFACTS = frozenset(
+    {
+        "model.txt",
+        "metrics.json",
+        "feature_importance.csv",
+        "feature_spec.json",
+        "test_recommendations.parquet",
+        "batch_recommendations.parquet",
+        "run_metadata.json",
+    }
+)
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

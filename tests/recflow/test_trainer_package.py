@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TinyWarehouse
+from conftest import RUN_ARTIFACTS, TinyWarehouse
 
 from recflow import vertex_submit
 from recflow.settings import REPO_ROOT
@@ -26,15 +26,6 @@ pytestmark = pytest.mark.slow
 
 INSTALL_TIMEOUT_S = 1200
 RUN_TIMEOUT_S = 600
-RUN_ARTIFACTS = (
-    "model.txt",
-    "metrics.json",
-    "feature_importance.csv",
-    "feature_spec.json",
-    "test_recommendations.parquet",
-    "batch_recommendations.parquet",
-    "run_metadata.json",
-)
 
 
 def clean_env() -> dict[str, str]:

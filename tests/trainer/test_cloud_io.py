@@ -27,7 +27,7 @@ from cloud_standins import (
     storage_emulator,
     write_service_account_key,
 )
-from conftest import TinyWarehouse
+from conftest import RUN_ARTIFACTS, TinyWarehouse
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import types as storage_types
@@ -51,15 +51,6 @@ from trainer.recommend import RECOMMENDATIONS_SCHEMA
 BUCKET = "recflow-runs"
 TABLE_PATH = f"projects/{PROJECT}/datasets/features/tables/item_features"
 TABLE_URL = f"/bigquery/v2/projects/{PROJECT}/datasets/features/tables/item_features"
-RUN_ARTIFACTS = {
-    "model.txt",
-    "metrics.json",
-    "feature_importance.csv",
-    "feature_spec.json",
-    "test_recommendations.parquet",
-    "batch_recommendations.parquet",
-    "run_metadata.json",
-}
 # The rows in recorded_bigquery/tabledata_list_item_features_page*.json, typed as the client types
 # tabledata.list pages (TIMESTAMP -> UTC microseconds; every column nullable).
 ITEM_FEATURES = pa.table(

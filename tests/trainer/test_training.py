@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import (
     REPO_ROOT,
+    RUN_ARTIFACTS,
     Isolation,
     TinyWarehouse,
     query,
@@ -62,15 +63,6 @@ pytestmark = pytest.mark.dbt
 
 KS = (10, 20)
 TOP_K = 20  # the trainer's default --top-k, equal to dbt's `recommendations_per_user`
-RUN_ARTIFACTS = {
-    "model.txt",
-    "metrics.json",
-    "feature_importance.csv",
-    "feature_spec.json",
-    "test_recommendations.parquet",
-    "batch_recommendations.parquet",
-    "run_metadata.json",
-}
 TIMINGS = {
     "load_seconds",
     "train_seconds",
