@@ -81,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", choices=sorted(sample_data.SCALES), default="demo")
+    parser.add_argument(
+        "--scale", choices=sorted(sample_data.SCALES), default=sample_data.DEFAULT_SCALE
+    )
     parser.add_argument("--seed", type=int, default=None, help="override the scale's seed")
 
 

@@ -9,8 +9,6 @@ import duckdb
 
 from recflow.settings import Settings
 
-MARTS = ("user_features", "item_features", "candidates", "training_examples", "scoring_candidates")
-
 
 @dataclass(frozen=True)
 class BuildSummary:
