@@ -67,7 +67,7 @@ review: install
 	rm -rf "$(REVIEW_WORK)"
 	mkdir -p "$(REVIEW_WORK)/lint"
 	git worktree prune
-	set -e; \
+	@set -e; \
 	base_sha=$$(git rev-parse --verify --quiet "$(BASE_REF)^{commit}") \
 	  || { echo "make review: BASE_REF=$(BASE_REF) is not a commit here (git fetch it?)" >&2; exit 2; }; \
 	git worktree add --quiet --detach "$(REVIEW_WORK)/base-src" "$$base_sha"; \
@@ -92,6 +92,8 @@ review: install
 	  --run-results "$(REVIEW_WORK)/head/target-ci/run_results.json" \
 	  --base-warehouse "$(REVIEW_WORK)/base/warehouse.duckdb" \
 	  --warehouse "$(REVIEW_WORK)/head/warehouse.duckdb" \
+	  --base-label "$(BASE_REF) ($$(git rev-parse --short "$$base_sha"))" \
+	  --label "working tree of $$(git rev-parse --abbrev-ref HEAD) ($$(git rev-parse --short HEAD))" \
 	  --lint --out-dir "$(REVIEW_DIR)" $$bigquery
 
 ## Re-resolve every dependency (the trainer's, the pipeline's, the dev tools') in one pip run

@@ -74,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="thresholds and ignores (default: dbt/review.yml)",
     )
     parser.add_argument("--out-dir", type=Path, default=Path(), help="where review.* go")
+    parser.add_argument(
+        "--base-label", help="how the report names the base (default: its manifest's path)"
+    )
+    parser.add_argument(
+        "--label", help="how the report names the pull request (default: its manifest's path)"
+    )
     cost = parser.add_argument_group(
         "measured cost (shown only when both run results are given)",
         "artifacts of the base and pull-request DuckDB builds",
@@ -145,8 +151,8 @@ def run_review(args: argparse.Namespace) -> int:
             base_manifest,
             head_manifest,
             config,
-            base_label=str(base_path),
-            head_label=str(args.manifest),
+            base_label=args.base_label or str(base_path),
+            head_label=args.label or str(args.manifest),
             extra_findings=extra,
         )
         if args.lint:

@@ -175,11 +175,14 @@ def test_review_reports_dry_run_bytes_cost_and_not_found(
     _credentials_env(monkeypatch, bigquery_rest, tmp_path)
     out = tmp_path / "out"
 
-    assert review_main(_review_args(manifests, out, *_bigquery_args(manifests))) == 0
+    labels = ["--base-label", "origin/main (1cb17bd)", "--label", "feature (a1bbbc1)"]
+    assert review_main(_review_args(manifests, out, *_bigquery_args(manifests), *labels)) == 0
 
     report = json.loads((out / "review.json").read_text())
     markdown = (out / "review.md").read_text()
     assert_markdown_matches_json(report, markdown)
+    assert (report["base"], report["head"]) == ("origin/main (1cb17bd)", "feature (a1bbbc1)")
+    assert "Comparing **feature (a1bbbc1)** with **origin/main (1cb17bd)**" in markdown
     bq = report["bigquery"]
     assert (bq["project"], bq["location"], bq["usd_per_tib"]) == (PROJECT, LOCATION, 6.25)
     rows = {row["name"]: row for row in bq["models"]}
