@@ -33,7 +33,10 @@ from cloud_standins import (
 from recflow.review.bigquery_cost import (
     BYTES_PER_TIB,
     BigQuerySettings,
+    DryRun,
+    DryRunRow,
     dry_run_changed,
+    format_bytes,
 )
 from recflow.review.command import main as review_main
 
@@ -284,3 +287,19 @@ def test_bigquery_bad_input_exits_2(
 
     assert message in capsys.readouterr().err
     assert not bigquery_rest.sent("POST", f"/bigquery/v2/projects/{PROJECT}/jobs")
+
+
+def test_a_difference_needs_an_answer_from_every_side_that_exists() -> None:
+    def row(base: DryRun | None, head: DryRun | None) -> DryRunRow:
+        return DryRunRow(unique_id="model.p.m", name="m", base=base, head=head)
+
+    assert row(DryRun(bytes_processed=100), None).delta_bytes == -100  # removed model
+    assert row(None, DryRun(bytes_processed=70)).delta_bytes == 70  # new model
+    assert row(DryRun(bytes_processed=100), DryRun(error="notFound: x")).delta_bytes is None
+    assert row(None, DryRun(error="invalidQuery: x")).delta_bytes is None
+    assert [format_bytes(v) for v in (999, 1536, -3 * 2**40, None)] == [
+        "999 B",
+        "1.50 KiB",
+        "-3.00 TiB",
+        "-",
+    ]
