@@ -2,10 +2,11 @@
 
 The I/O edge of the review: reads the two manifests and dbt/review.yml, times the pure
 `build_review`, writes review.md and review.json. Optionally (`--lint`) runs sqlfluff on the
-changed models' SQL files (`lint.py`) and, given both builds' run_results.json (and DuckDB
-files), measures each changed model's cost on both builds (`cost.py`). Exit 0 whatever the
-flags say (they are information for the reviewer); 2 when an input is missing or malformed, or
-sqlfluff cannot run.
+changed models' SQL files (`lint.py`), given both builds' run_results.json (and DuckDB
+files) measures each changed model's cost on both builds (`cost.py`), and with `--bigquery`
+dry-runs each changed model's production SQL on BigQuery (`bigquery_cost.py`). Exit 0 whatever
+the flags say (they are information for the reviewer); 2 when an input is missing or
+malformed, sqlfluff cannot run, or BigQuery settings or credentials are unusable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from recflow.review.bigquery_cost import (
+    BigQueryDryRunError,
+    BigQuerySettings,
+    dry_run_changed,
+    make_client,
+    require_bigquery_manifest,
+)
 from recflow.review.cost import compare_costs, load_run_results, measure
 from recflow.review.findings import Finding, ReviewConfigError, load_config
 from recflow.review.lint import LintError, lint_findings
@@ -66,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="thresholds and ignores (default: dbt/review.yml)",
     )
     parser.add_argument("--out-dir", type=Path, default=Path(), help="where review.* go")
+    parser.add_argument(
+        "--base-label", help="how the report names the base (default: its manifest's path)"
+    )
+    parser.add_argument(
+        "--label", help="how the report names the pull request (default: its manifest's path)"
+    )
     cost = parser.add_argument_group(
         "measured cost (shown only when both run results are given)",
         "artifacts of the base and pull-request DuckDB builds",
@@ -90,6 +104,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_SQLFLUFF_CONFIG,
         help="sqlfluff configuration (default: the repository's .sqlfluff)",
     )
+    bigquery = parser.add_argument_group(
+        "BigQuery dry run of the changed models (needs credentials)",
+        "Both sides' manifests compiled for production (`dbt compile --target prod`); project, "
+        "location and credentials from the prod target's variables: RECFLOW_BQ_PROJECT, "
+        "RECFLOW_BQ_LOCATION, RECFLOW_BQ_AUTH_METHOD (oauth: Application Default Credentials; "
+        "service-account: RECFLOW_BQ_KEYFILE).",
+    )
+    bigquery.add_argument(
+        "--bigquery", action="store_true", help="dry-run each changed model on BigQuery"
+    )
+    bigquery.add_argument(
+        "--bigquery-manifest", type=Path, help="the pull request's manifest compiled for prod"
+    )
+    bigquery.add_argument(
+        "--base-bigquery-manifest", type=Path, help="the base branch's manifest compiled for prod"
+    )
     parser.set_defaults(handler=run_review)
 
 
@@ -106,6 +136,14 @@ def run_review(args: argparse.Namespace) -> int:
     if (args.run_results is None) != (args.base_run_results is None):
         print("recflow review: give both --run-results and --base-run-results", file=sys.stderr)
         return EXIT_BAD_INPUT
+    bigquery_manifests = (args.bigquery_manifest, args.base_bigquery_manifest)
+    if args.bigquery != all(path is not None for path in bigquery_manifests):
+        print(
+            "recflow review: --bigquery goes with --bigquery-manifest and "
+            "--base-bigquery-manifest (both compiled with `dbt compile --target prod`)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     started = time.perf_counter()
     try:
         extra = _lint(args, base_manifest, head_manifest) if args.lint else ()
@@ -113,8 +151,8 @@ def run_review(args: argparse.Namespace) -> int:
             base_manifest,
             head_manifest,
             config,
-            base_label=str(base_path),
-            head_label=str(args.manifest),
+            base_label=args.base_label or str(base_path),
+            head_label=args.label or str(args.manifest),
             extra_findings=extra,
         )
         if args.lint:
@@ -122,7 +160,9 @@ def run_review(args: argparse.Namespace) -> int:
             review = replace(review, linted_files=linted)
         if args.run_results is not None:
             review = _with_costs(review, args)
-    except (ManifestError, LintError) as error:
+        if args.bigquery:
+            review = _with_dry_runs(review, args, config.usd_per_tib)
+    except (ManifestError, LintError, BigQueryDryRunError) as error:
         print(f"recflow review: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     seconds = time.perf_counter() - started
@@ -163,6 +203,18 @@ def _with_costs(review: Review, args: argparse.Namespace) -> Review:
     )
     rows = compare_costs(review.base_graph, review.head_graph, uids, base_costs, head_costs)
     return replace(review, costs=rows)
+
+
+def _with_dry_runs(review: Review, args: argparse.Namespace, usd_per_tib: float) -> Review:
+    """The review with BigQuery dry-run bytes of its changed models on both sides."""
+    head = load_manifest(args.bigquery_manifest)
+    base = load_manifest(args.base_bigquery_manifest)
+    require_bigquery_manifest(head, str(args.bigquery_manifest))
+    require_bigquery_manifest(base, str(args.base_bigquery_manifest))
+    settings = BigQuerySettings.from_env()
+    uids = [m.unique_id for m in review.changed_models]
+    cost = dry_run_changed(make_client(settings), settings, uids, base, head, usd_per_tib)
+    return replace(review, bigquery=cost)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from recflow.review.bigquery_cost import DEFAULT_USD_PER_TIB
 from recflow.review.manifest_graph import ProjectGraph
 
 RULE_IDS = (
@@ -71,6 +72,7 @@ class ReviewConfig:
     duplicate_min_nodes: int = 12
     ignored_rules: frozenset[str] = field(default_factory=frozenset)
     ignored_models: tuple[str, ...] = ()  # fnmatch patterns on model names
+    usd_per_tib: float = DEFAULT_USD_PER_TIB  # on-demand price for `review --bigquery`
 
 
 def load_config(path: Path | None) -> ReviewConfig:
@@ -88,9 +90,10 @@ def parse_config(document: Mapping[str, Any], origin: str = "review.yml") -> Rev
     """A ReviewConfig from the parsed YAML; unknown keys and rule ids are errors (typos)."""
     if not isinstance(document, Mapping):
         raise ReviewConfigError(f"{origin}: expected a mapping at the top level")
-    unknown = set(document) - {"thresholds", "ignore"}
+    unknown = set(document) - {"thresholds", "ignore", "bigquery"}
     thresholds = document.get("thresholds") or {}
     ignore = document.get("ignore") or {}
+    bigquery = document.get("bigquery") or {}
     defaults = ReviewConfig()
     threshold_names = {
         "max_view_chain_depth",
@@ -100,6 +103,7 @@ def parse_config(document: Mapping[str, Any], origin: str = "review.yml") -> Rev
     }
     unknown |= {f"thresholds.{k}" for k in set(thresholds) - threshold_names}
     unknown |= {f"ignore.{k}" for k in set(ignore) - {"rules", "models"}}
+    unknown |= {f"bigquery.{k}" for k in set(bigquery) - {"usd_per_tib"}}
     rules = frozenset(str(rule) for rule in ignore.get("rules") or ())
     unknown |= {
         f"ignore.rules: {rule}"
@@ -111,8 +115,12 @@ def parse_config(document: Mapping[str, Any], origin: str = "review.yml") -> Rev
     values = {name: thresholds.get(name, getattr(defaults, name)) for name in threshold_names}
     if not all(isinstance(value, int) and value >= 0 for value in values.values()):
         raise ReviewConfigError(f"{origin}: thresholds must be non-negative integers")
+    usd_per_tib = bigquery.get("usd_per_tib", defaults.usd_per_tib)
+    if isinstance(usd_per_tib, bool) or not isinstance(usd_per_tib, int | float) or usd_per_tib < 0:
+        raise ReviewConfigError(f"{origin}: bigquery.usd_per_tib must be a non-negative number")
     return ReviewConfig(
         **values,
+        usd_per_tib=float(usd_per_tib),
         ignored_rules=rules,
         ignored_models=tuple(str(pattern) for pattern in ignore.get("models") or ()),
     )

@@ -10,6 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from recflow.review.bigquery_cost import (
+    BigQueryCost,
+    DryRun,
+    estimate_usd,
+    format_bytes,
+    format_usd,
+)
 from recflow.review.cost import COST_METRICS, CostRow, format_delta, format_value
 from recflow.review.duplicate_logic import ParseProblem, duplicate_findings
 from recflow.review.findings import Finding, ReviewConfig, resolve
@@ -18,7 +25,7 @@ from recflow.review.scans import RelationScans, compare_scans, render_path, scan
 from recflow.review.structure_rules import structure_findings
 
 SCHEMA_VERSION = 1
-NOT_YET_COVERED = ("BigQuery dry-run bytes",)
+NOT_YET_COVERED: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Review:
     head_graph: ProjectGraph
     costs: tuple[CostRow, ...] | None = None  # None: no build artifacts given
     linted_files: tuple[str, ...] | None = None  # None: sqlfluff not run
+    bigquery: BigQueryCost | None = None  # None: no BigQuery dry run (`--bigquery`)
 
     @property
     def flags(self) -> tuple[Finding, ...]:
@@ -192,6 +200,7 @@ def to_json(review: Review, seconds: float) -> dict[str, Any]:
         "parse_problems": [{"model": p.model, "error": p.error} for p in review.parse_problems],
         "costs": None if review.costs is None else [_cost_json(row) for row in review.costs],
         "linted_files": None if review.linted_files is None else list(review.linted_files),
+        "bigquery": None if review.bigquery is None else _bigquery_json(review.bigquery),
         "not_yet_covered": list(NOT_YET_COVERED),
         "runtime_seconds": round(seconds, 3),
     }
@@ -215,6 +224,7 @@ def render_markdown(review: Review, seconds: float) -> str:
         *_changed_section(review.changed_models),
         *_scans_section(review),
         *_costs_section(review.costs),
+        *_bigquery_section(review.bigquery),
     ]
     existing = [f for f in review.findings if f.status == "existing"]
     if existing:
@@ -232,9 +242,9 @@ def render_markdown(review: Review, seconds: float) -> str:
     if review.parse_problems:
         lines += ["Models sqlglot could not parse (no duplicate check):", ""]
         lines += [f"- `{p.model}`: {p.error}" for p in review.parse_problems] + [""]
+    if NOT_YET_COVERED:
+        lines += [f"_Not in this report yet: {', '.join(NOT_YET_COVERED)}._", ""]
     lines += [
-        f"_Not in this report yet: {', '.join(NOT_YET_COVERED)}._",
-        "",
         f"_Review computed in {seconds:.2f} s (excluding dbt)._",
         "",
     ]
@@ -337,4 +347,83 @@ def _costs_section(costs: tuple[CostRow, ...] | None) -> list[str]:
             after = format_value(metric, row.head.value(metric) if row.head else None)
             cells.append(f"{before} → {after}, {format_delta(metric, *row.delta(metric))}")
         lines.append(f"| `{row.name}` | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _dry_run_json(run: DryRun | None, usd_per_tib: float) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "bytes_processed": run.bytes_processed,
+        "estimated_usd": estimate_usd(run.bytes_processed, usd_per_tib),
+        "error": run.error,
+    }
+
+
+def _bigquery_json(cost: BigQueryCost) -> dict[str, Any]:
+    return {
+        "project": cost.project,
+        "location": cost.location,
+        "usd_per_tib": cost.usd_per_tib,
+        "models": [
+            {
+                "unique_id": row.unique_id,
+                "name": row.name,
+                "base": _dry_run_json(row.base, cost.usd_per_tib),
+                "head": _dry_run_json(row.head, cost.usd_per_tib),
+                "delta_bytes": row.delta_bytes,
+                "delta_estimated_usd": estimate_usd(row.delta_bytes, cost.usd_per_tib),
+            }
+            for row in cost.rows
+        ],
+    }
+
+
+def _dry_run_cell(run: DryRun | None) -> str:
+    if run is None:
+        return "-"
+    if run.error is not None:
+        return "error"
+    return format_bytes(run.bytes_processed)
+
+
+def _bigquery_section(cost: BigQueryCost | None) -> list[str]:
+    if cost is None:
+        return []
+    lines = [
+        "### BigQuery dry run",
+        "",
+        f"Bytes each changed model's compiled SELECT would process on `{cost.project}` "
+        f"({cost.location}), base → pull request, both dry-run against production as it is; "
+        f"estimated on-demand cost at ${cost.usd_per_tib:g} per TiB "
+        "(see `recflow/review/bigquery_cost.py`).",
+        "",
+    ]
+    if not cost.rows:
+        return [*lines, "No changed model to dry-run.", ""]
+    lines += [
+        "| model | base | pull request | change | estimated cost per run |",
+        "|---|---|---|---|---|",
+    ]
+    errors = []
+    for row in cost.rows:
+        delta = row.delta_bytes
+        change = "-" if delta is None else ("+" if delta >= 0 else "") + format_bytes(delta)
+        price = [
+            estimate_usd(r.bytes_processed, cost.usd_per_tib) if r else None
+            for r in (row.base, row.head)
+        ]
+        delta_usd = estimate_usd(delta, cost.usd_per_tib)
+        cost_cell = f"{format_usd(price[0])} → {format_usd(price[1])}"
+        if delta_usd is not None:
+            cost_cell += f" ({'+' if delta_usd >= 0 else ''}{format_usd(delta_usd)})"
+        lines.append(
+            f"| `{row.name}` | {_dry_run_cell(row.base)} | {_dry_run_cell(row.head)} | "
+            f"{change} | {cost_cell} |"
+        )
+        for side, run in (("base", row.base), ("pull request", row.head)):
+            if run is not None and run.error is not None:
+                errors.append(f"- `{row.name}` ({side}): {run.error}")
+    if errors:
+        lines += ["", "Not dry-run:", "", *errors]
     return [*lines, ""]

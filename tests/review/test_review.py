@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import DBT_PROJECT_DIR, REPO_ROOT, Isolation, TinySample, run_command
+from review_checks import assert_markdown_matches_json
 
 from recflow.dbt_invocation import dbt_executable
 from recflow.review.command import main as review_main
@@ -98,17 +99,8 @@ def _review(
     head = _compile_copy(work, sample, change)
     review = build_review(base, head, parse_config({}))
     report, markdown = to_json(review, 0.0), render_markdown(review, 0.0)
-    _assert_every_flag_in_markdown(report, markdown)
+    assert_markdown_matches_json(report, markdown)
     return report, markdown
-
-
-def _assert_every_flag_in_markdown(report: dict[str, Any], markdown: str) -> None:
-    for finding in report["findings"]:
-        if finding["status"] in {"flagged", "acknowledged", "ignored"}:
-            assert finding["message"] in markdown
-            for location in finding["locations"]:
-                path, line = location["path"], location["line"]
-                assert (path if line is None else f"{path}:{line}") in markdown
 
 
 def _flags(report: dict[str, Any], rule: str) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import DBT_PROJECT_DIR, REPO_ROOT, Isolation, TinySample, run_command
+from review_checks import assert_markdown_matches_json
 
 from recflow.dbt_invocation import dbt_executable
 from recflow.review.command import main as review_main
@@ -81,12 +82,7 @@ def _run_review(base: Build, head: Build, out: Path, *extra: str) -> tuple[dict[
     assert review_main(args) == 0
     report = json.loads((out / "review.json").read_text())
     markdown = (out / "review.md").read_text()
-    for finding in report["findings"]:
-        if finding["status"] in {"flagged", "acknowledged", "ignored"}:
-            assert finding["message"] in markdown
-            for location in finding["locations"]:
-                path, line = location["path"], location["line"]
-                assert (path if line is None else f"{path}:{line}") in markdown
+    assert_markdown_matches_json(report, markdown)
     return report, markdown
 
 

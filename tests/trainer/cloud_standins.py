@@ -6,7 +6,8 @@ clients sent, and stops when its context manager exits.
   STORAGE_EMULATOR_HOST.
 - BigQuery REST: `RecordedBigQuery`, an http.server answering with the recorded response bodies in
   recorded_bigquery/ (tables.get, paginated tabledata.list, datasets.get, multipart and resumable
-  jobs.insert uploads, jobs.get, 404 errors) plus an OAuth 2.0 token endpoint.
+  jobs.insert uploads, jobs.get, dry-run query jobs, 404 errors) plus an OAuth 2.0 token
+  endpoint.
 - BigQuery Storage Read API: `StandinBigQueryRead`, a gRPC server implementing CreateReadSession
   and ReadRows with the client package's own message types and Arrow IPC payloads.
 
@@ -128,6 +129,10 @@ class RecordedBigQuery:
     jobs: dict[str, LoadJob] = field(default_factory=dict)
     url: str = ""
     resumable_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Dry-run query jobs: the bytes of a query are those of the first key it contains; a query
+    # naming one of `missing_tables` (`project.dataset.table`) gets the service's notFound.
+    dry_run_bytes: dict[str, int] = field(default_factory=dict)
+    missing_tables: tuple[str, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sent(self, method: str, path_pattern: str) -> list[SentRequest]:
@@ -188,6 +193,7 @@ class _BigQueryRoutes:
             ("POST", "/upload/bigquery/v2/projects/(?P<project>[^/]+)/jobs", self.insert_job),
             ("PUT", "/upload/bigquery/v2/projects/(?P<project>[^/]+)/jobs", self.resume_upload),
             ("GET", f"{base}/jobs/(?P<job_id>[^/]+)", self.get_job),
+            ("POST", f"{base}/jobs", self.insert_query_job),
         ]
 
     def handle(self, request: SentRequest) -> Reply:
@@ -251,6 +257,38 @@ class _BigQueryRoutes:
         job = self.state.jobs[job_id]
         rows = job.rows.num_rows if job.outcome == "jobs_get_load_done" else 0
         return HTTPStatus.OK, self._job_body(job, job.outcome, output_rows=rows), {}
+
+    def insert_query_job(self, request: SentRequest, project: str) -> Reply:
+        """jobs.insert of a query; only dry runs, which the service answers at once."""
+        resource = request.json()
+        configuration = resource.get("configuration", {})
+        if not configuration.get("dryRun") or "query" not in configuration:
+            return HTTPStatus.BAD_REQUEST, {"error": {"code": 400, "message": "dry runs only"}}, {}
+        sql = configuration["query"]["query"]
+        location = resource.get("jobReference", {}).get("location") or "US"
+        for table in self.state.missing_tables:
+            if table in sql:
+                table_project, dataset, name = table.split(".")
+                body = recorded(
+                    "error_query_not_found_table",
+                    project=table_project,
+                    dataset=dataset,
+                    table=name,
+                    location=location,
+                )
+                return HTTPStatus.NOT_FOUND, body, {}
+        total = next((size for key, size in self.state.dry_run_bytes.items() if key in sql), None)
+        if total is None:
+            message = "the stand-in has no dry-run bytes for this query"
+            return HTTPStatus.BAD_REQUEST, {"error": {"code": 400, "message": message}}, {}
+        body = recorded(
+            "jobs_insert_query_dry_run",
+            project=project,
+            location=location,
+            configuration={**configuration, "jobType": "QUERY"},
+            total_bytes=str(total),  # int64 fields are decimal strings in the API
+        )
+        return HTTPStatus.OK, body, {}
 
     def _accept_load(self, project: str, resource: dict[str, Any], data: bytes) -> dict[str, Any]:
         reference = resource["jobReference"]
