@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from recflow import bigquery_check, sample_data, vertex_submit
+from recflow.bench import command as bench_command
 from recflow.dbt_invocation import DbtFailedError, compiled_analysis_sql, run_dbt
 from recflow.review import command as review_command
 from recflow.settings import Settings, default_data_dir
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     bigquery_check.register(commands)
     vertex_submit.register(commands)
     review_command.register(commands)
+    bench_command.register(commands)
     return parser
 
 
