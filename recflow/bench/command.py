@@ -27,6 +27,7 @@ from recflow import sample_data
 from recflow.bench import report
 from recflow.bench.dataset import DatasetSummary
 from recflow.bench.measure import Measurement, StepFailedError, run_measured
+from recflow.bench.pandas_baseline import DBT_MODELS_MIRRORED
 from recflow.bench.scan import ProfileError
 from recflow.dbt_invocation import dbt_executable
 from recflow.review.manifest_graph import ManifestError, build_graph, load_manifest
@@ -243,6 +244,9 @@ def run_benchmark(config: BenchConfig) -> report.BenchResults:
         scan_settings=scan_result["duckdb_settings"],
         pandas=pandas,
         pandas_phase_seconds=_read_json(paths.pandas_dir / "summary.json")["phase_seconds"],
+        mirrored_models_seconds=sum(
+            m.seconds for m in full_figures.models if m.name in DBT_MODELS_MIRRORED
+        ),
         incremental_build=_build_figures(incremental, paths.incremental_target),
         trainer=trainer,
         trainer_timings=_read_json(paths.run_dir / "run_metadata.json")["timings"],

@@ -40,6 +40,23 @@ from recflow.settings import REPO_ROOT
 log = logging.getLogger(__name__)
 
 DBT_PROJECT_FILE = REPO_ROOT / "dbt" / "dbt_project.yml"
+# The dbt models whose work this baseline repeats (the rest of the build, candidates, training
+# examples and tests, it leaves out), for a like-for-like ratio beside the full build's.
+DBT_MODELS_MIRRORED = frozenset(
+    {
+        "base_app__events_validated",
+        "base_app__items_validated",
+        "base_app__users_validated",
+        "int_user_item_interactions_daily",
+        "int_snapshots_scheduled",
+        "int_user_category_affinities",
+        "user_features",
+        "int_item_popularity_snapshotted",
+        "item_features",
+        "int_item_pairs_covisited",
+        "int_item_neighbours_ranked",
+    }
+)
 
 
 @dataclass(frozen=True)

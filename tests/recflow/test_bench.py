@@ -72,6 +72,7 @@ def results(**overrides: object) -> report.BenchResults:
         scan_settings={"TimeZone": "UTC", "threads": "2"},
         pandas=measured(400.0, 8.0),
         pandas_phase_seconds={"read": 10.0, "covisitation": 200.0},
+        mirrored_models_seconds=40.0,
         incremental_build=build(8.0, 2.0, ("training_examples", 2.0)),
         trainer=measured(50.0, 2.5),
         trainer_timings={"train_seconds": 30.0, "load_seconds": 5.0, "evaluate_seconds": 4.0},
@@ -136,6 +137,7 @@ def test_markdown_holds_every_figure_and_names_the_dominant_model_when_missed() 
         "| incremental `dbt build` after appending a day | 8.0 s | 2.00 GiB |",
         "load 5.0 s, train 30.0 s, evaluate 4.0 s",
         "| int_item_pairs_covisited | 20.00 |",
+        "pandas / the dbt models it repeats (40.0 s in run_results.json): 10.00x",
         "| covisitation | 200.0 |",
         "| app.items | 1 |",
     ):
@@ -313,6 +315,7 @@ def test_bench_tiny_end_to_end_writes_every_figure(tmp_path: Path) -> None:
         "### Slowest models, full build",
         "### Slowest models, incremental build",
         "| app.events | 1 |",
+        "dbt models it repeats",
         f"--bench-dir {bench_dir}",
         "CPU: ",
         "dbt-core ",
