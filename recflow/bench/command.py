@@ -124,7 +124,8 @@ class BenchPaths:
         self.results_dir.mkdir(parents=True)
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `bench` subcommand; its `handler` returns the exit code."""
     parser = commands.add_parser(
         "bench",
         help="measure the pipeline at scale and write docs/benchmarks.md",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -58,8 +57,3 @@ def run_measured(
             f"full output in {log_path}; last lines:\n{tail}"
         )
     return Measurement(seconds=seconds, peak_rss_bytes=usage.ru_maxrss * _MAXRSS_UNIT)
-
-
-def self_peak_rss_bytes() -> int:
-    """This process's own high-water mark (for a step that reports on itself)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
