@@ -32,6 +32,12 @@ sample: install
 build: install
 	$(BIN)/dbt build --project-dir dbt
 
+## The benchmark at the issue's scale (~10M events; several GiB and some minutes): every step
+## measured in its own process, written to docs/benchmarks.md. Other scales: recflow bench --scale.
+.PHONY: bench
+bench: install
+	$(BIN)/recflow bench
+
 ## The test suite: lint (Python and SQL), then pytest (which builds the dbt project on samples).
 test: lint
 	$(BIN)/pytest

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from recflow import bigquery_check, sample_data, vertex_submit
+from recflow.bench import command as bench_command
 from recflow.dbt_invocation import DbtFailedError, compiled_analysis_sql, run_dbt
 from recflow.review import command as review_command
 from recflow.review import comment as review_comment
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     vertex_submit.register(commands)
     review_command.register(commands)
     review_comment.register(commands)
+    bench_command.register(commands)
     return parser
 
 
