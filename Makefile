@@ -10,8 +10,8 @@ export DBT_PROFILES_DIR := $(CURDIR)/dbt
 export RECFLOW_DATA_DIR ?= $(CURDIR)/data/sample
 export RECFLOW_DUCKDB_PATH ?= $(CURDIR)/data/warehouse.duckdb
 
-.PHONY: install run sample build build-serving test pytest lint lint-python lint-sql \
-	lint-sql-changed lint-workflows format sqlfmt lock clean
+.PHONY: install run sample build test lint format sqlfmt lock clean
+.PHONY: build-serving pytest lint-python lint-sql lint-sql-changed lint-workflows
 
 install: $(VENV)/.installed .ci/node_modules/.installed
 
