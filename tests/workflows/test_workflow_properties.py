@@ -12,6 +12,7 @@ import pytest
 from workflow_files import (
     CONTINUOUS_TRAINING,
     PULL_REQUEST,
+    REPO_ROOT,
     Step,
     all_steps,
     load,
@@ -230,12 +231,18 @@ def test_dbt_build_keeps_its_artifacts_and_stores_the_new_production_state():
         "dbt/target/run_results.json",
     ]
     fetch, store = (
-        next(s for s in build_steps if "manifest.json" in (s.run or "") and verb in s.spec["name"])
+        next(
+            s for s in build_steps if "$PROD_STATE_URI" in (s.run or "") and verb in s.spec["name"]
+        )
         for verb in ("Fetch", "Store")
     )
     build = next(step for step in build_steps if "make build" in step.commands())
     assert fetch.index < build.index < store.index
     assert "if" not in store.spec, "the state moves only when the build succeeded"
+    state_uri = _jobs(CONTINUOUS_TRAINING)["dbt-build"]["env"]["PROD_STATE_URI"]
+    assert state_uri.endswith("/dbt-state/prod/manifest.json")
+    documented = "gs://$RECFLOW_GCS_BUCKET/$RECFLOW_GCS_PREFIX/dbt-state/prod/manifest.json"
+    assert documented in (REPO_ROOT / "docs" / "production.md").read_text()
 
 
 def test_train_job_submits_gates_records_and_serves_in_order():
