@@ -11,6 +11,7 @@ from pathlib import Path
 
 from recflow import bigquery_check, sample_data, vertex_submit
 from recflow.dbt_invocation import DbtFailedError, compiled_analysis_sql, run_dbt
+from recflow.promotion import command as promotion_command
 from recflow.review import command as review_command
 from recflow.settings import Settings, default_data_dir
 from recflow.warehouse_report import BuildSummary, summarise_build
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     bigquery_check.register(commands)
     vertex_submit.register(commands)
     review_command.register(commands)
+    promotion_command.register(commands)
     return parser
 
 
