@@ -268,8 +268,14 @@ def _submit(args: argparse.Namespace) -> int:
         stage_inputs(settings, plan, sdist, token=_storage_token(credentials))
     exit_code = run_job(job, settings, wait=not args.no_wait)
     if exit_code == 0 and args.run_dir_out:
-        args.run_dir_out.write_text(plan.run_dir(settings) + "\n")
+        write_run_dir(args.run_dir_out, settings, plan)
     return exit_code
+
+
+def write_run_dir(path: Path, settings: VertexSettings, plan: RunPlan) -> None:
+    """Hand the run directory to the next step (`recflow gate --run-dir "$(cat FILE)"`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(plan.run_dir(settings) + "\n")
 
 
 def settings_from(values: Mapping[str, Any], environ: Mapping[str, str]) -> VertexSettings:
