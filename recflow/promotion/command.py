@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,9 @@ def _ct(args: argparse.Namespace) -> int:
     return _decided("ct", decide, bad_input=())
 
 
-def _decided(name: str, decide: Any, *, bad_input: tuple[type[Exception], ...]) -> int:
+def _decided(
+    name: str, decide: Callable[[], dict[str, Any]], *, bad_input: tuple[type[Exception], ...]
+) -> int:
     try:
         decision = decide()
     except (RegistrySettingError, TrainerInputError, *bad_input) as error:

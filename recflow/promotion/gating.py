@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from recflow.promotion import gate, run_dirs, scoring
-from recflow.promotion.registry import ModelRegistry, Registration
-from trainer import writing
+from recflow.promotion.registry import ModelRegistry, ModelVersion, Registration
+from trainer import pipeline, writing
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,10 @@ def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
         },
     )
     body = decision.to_json()
-    _note_recorded_drift(challenger, decision, body)
+    # Beside the re-scored value: the two differ only if the tables changed after training.
+    body["challenger"]["recorded_primary_metric_value"] = decision.policy.value(
+        challenger.metrics, whose="the challenger's recorded"
+    )
     if decision.promoted:
         body["registered_version"] = _promote(request, registry, challenger, decision, body)
     run_dirs.write_decision(challenger.uri, body)
@@ -102,7 +105,9 @@ def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
     return body
 
 
-def _evaluate_champion(version: Any, tables: Any, ks: tuple[int, ...]) -> gate.ChampionEvaluation:
+def _evaluate_champion(
+    version: ModelVersion, tables: pipeline.FeatureTables, ks: tuple[int, ...]
+) -> gate.ChampionEvaluation:
     champion_run = run_dirs.read_run(version.run_dir)
     scored = scoring.score(champion_run, tables, ks=ks)
     if scored.metrics is not None:
@@ -124,15 +129,6 @@ def _evaluate_champion(version: Any, tables: Any, ks: tuple[int, ...]) -> gate.C
         scoring=gate.ChampionScoring.RECORDED,
         note=f"cannot be re-scored: {scored.unscorable_reason}",
     )
-
-
-def _note_recorded_drift(
-    challenger: run_dirs.FinishedRun, decision: gate.Decision, body: dict[str, Any]
-) -> None:
-    """Record the challenger's metrics.json value beside the re-scored one: they differ only
-    when the feature tables changed after training."""
-    recorded = decision.policy.value(challenger.metrics, whose="the challenger's recorded")
-    body["challenger"]["recorded_primary_metric_value"] = recorded
 
 
 def _promote(

@@ -357,7 +357,8 @@ class VertexRegistry:
                 f"moving {CHAMPION} to version {version} of {self.location} failed: {error.message}"
             ) from error
         moved = self._get(CHAMPION)
-        assert moved is not None and moved.version == version, moved
+        if moved is None or moved.version != version:
+            raise RegistryError(f"{CHAMPION} of {self.location} did not move to version {version}")
         return moved
 
     def record_decision(self, decision: Mapping[str, Any]) -> None:
