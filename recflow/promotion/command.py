@@ -150,6 +150,7 @@ def _gate(args: argparse.Namespace) -> int:
 
 def _ct(args: argparse.Namespace) -> int:
     from recflow.promotion.ct import CtConfig, run_ct
+    from recflow.promotion.gating import GateInputError
     from recflow.settings import Settings
 
     def decide() -> dict[str, Any]:
@@ -164,7 +165,7 @@ def _ct(args: argparse.Namespace) -> int:
         )
         return run_ct(config)
 
-    return _decided("ct", decide, bad_input=())
+    return _decided("ct", decide, bad_input=(GateInputError,))
 
 
 def _decided(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.promotion import gate, run_dirs, scoring
-from recflow.promotion.registry import ModelRegistry, ModelVersion, Registration
+from recflow.promotion.registry import ModelRegistry, ModelVersion, Registration, RegistryError
 from trainer import pipeline, writing
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,13 @@ def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
 def _evaluate_champion(
     version: ModelVersion, tables: pipeline.FeatureTables, ks: tuple[int, ...]
 ) -> gate.ChampionEvaluation:
-    champion_run = run_dirs.read_run(version.run_dir)
+    try:
+        champion_run = run_dirs.read_run(version.run_dir)
+    except run_dirs.RunDirError as error:
+        raise RegistryError(
+            f"the champion, version {version.version}, cannot be read: {error}. Restore its run "
+            "directory, or move `champion` to another version"
+        ) from error
     scored = scoring.score(champion_run, tables, ks=ks)
     if scored.metrics is not None:
         return gate.ChampionEvaluation(

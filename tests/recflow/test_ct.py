@@ -4,20 +4,24 @@ one is refused and the champion keeps serving."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gcsfs
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import Isolation, TinySample, TinyWarehouse, query, run_recflow_cli, scalar
+from gcp_storage_emulator.server import create_server
 
 from recflow.promotion import gate
-from recflow.promotion.gating import GateRequest, run_gate
+from recflow.promotion.gating import GateInputError, GateRequest, run_gate
 from recflow.promotion.registry import CHAMPION, LocalRegistry
 from trainer import pipeline
 from trainer.feature_spec import EXAMPLES_MODEL, SCORING_MODEL
@@ -244,6 +248,49 @@ def test_gate_bad_input_exits_2(
         workspace, isolation, workspace.run_a, tmp_path / "r.json", "--tolerance", "-1"
     )
     assert bad_tolerance.returncode == 2 and "RECFLOW_GATE_TOLERANCE" in bad_tolerance.output
+
+
+def test_gate_reads_and_writes_a_run_directory_on_cloud_storage(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Vertex AI run lands on gs://: the gate reads it there (through gcsfs, against
+    gcp-storage-emulator) and writes decision.json beside it; an unfinished run is refused."""
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="recflow-artifacts")
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    try:
+        fs = gcsfs.GCSFileSystem(token="anon", skip_instance_cache=True)
+        run_uri = "gs://recflow-artifacts/training/runs/run-a/model"
+        for artifact in workspace.run_a.iterdir():
+            if artifact.name != "decision.json":
+                fs.put_file(str(artifact), f"{run_uri}/{artifact.name}")
+        fs.put_file(
+            str(workspace.run_a / "model.txt"), "gs://recflow-artifacts/unfinished/model.txt"
+        )
+        registry = LocalRegistry(tmp_path / "registry.json")
+        request = GateRequest(
+            run_dir=run_uri,
+            warehouse_uri=workspace.uri,
+            policy=gate.GatePolicy(),
+            recommendations_table=None,
+        )
+        decision = run_gate(request, registry)
+        assert decision["outcome"] == "promoted"
+        assert registry.champion().run_dir == run_uri  # type: ignore[union-attr]
+        fs.invalidate_cache()
+        assert json.loads(fs.cat_file(f"{run_uri}/decision.json")) == decision
+        unfinished = dataclasses.replace(request, run_dir="gs://recflow-artifacts/unfinished")
+        with pytest.raises(GateInputError, match=r"no run_metadata\.json"):
+            run_gate(unfinished, registry)
+    finally:
+        server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 # --- recflow ct, twice ------------------------------------------------------------------------
