@@ -10,7 +10,7 @@ export DBT_PROFILES_DIR := $(CURDIR)/dbt
 export RECFLOW_DATA_DIR ?= $(CURDIR)/data/sample
 export RECFLOW_DUCKDB_PATH ?= $(CURDIR)/data/warehouse.duckdb
 
-.PHONY: install run sample build test lint format sqlfmt lock clean review bench
+.PHONY: install run ct sample build test lint format sqlfmt lock clean review bench
 .PHONY: build-serving pytest lint-python lint-sql lint-sql-changed lint-workflows
 
 install: $(VENV)/.installed .ci/node_modules/.installed
@@ -31,6 +31,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 ## The main job on the embedded default: sample data (if none yet) -> dbt build on DuckDB.
 run: install
 	$(BIN)/recflow run
+
+## The continuous-training sequence of the production workflow, locally on DuckDB:
+## build -> train -> gate against the champion (runs/registry.json) -> promote -> serving build.
+## CT_ARGS passes options, e.g. make ct CT_ARGS='--drop-feature popularity_rank'.
+ct: install
+	$(BIN)/recflow ct $(CT_ARGS)
 
 sample: install
 	$(BIN)/recflow sample --data-dir "$(RECFLOW_DATA_DIR)"

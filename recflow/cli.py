@@ -12,6 +12,7 @@ from pathlib import Path
 from recflow import bigquery_check, sample_data, vertex_submit
 from recflow.bench import command as bench_command
 from recflow.dbt_invocation import DbtFailedError, compiled_analysis_sql, run_dbt
+from recflow.promotion import command as promotion_command
 from recflow.review import command as review_command
 from recflow.review import comment as review_comment
 from recflow.settings import Settings, default_data_dir
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     review_command.register(commands)
     review_comment.register(commands)
     bench_command.register(commands)
+    promotion_command.register(commands)
     return parser
 
 

@@ -172,6 +172,10 @@ class RunPlan:
         folder = f"{prefix}/runs/{self.run_id}" if prefix else f"runs/{self.run_id}"
         return f"gs://{settings.bucket}/{folder}"
 
+    def run_dir(self, settings: VertexSettings) -> str:
+        """Where the trainer writes the run: Vertex AI's AIP_MODEL_DIR, base_output_dir/model."""
+        return f"{self.root(settings)}/model"
+
     def package_uri(self, settings: VertexSettings) -> str:
         return f"{self.root(settings)}/inputs/{self.sdist_name}"
 
@@ -228,6 +232,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentPa
     parser.add_argument(
         "--no-wait", action="store_true", help="return once the job is created; do not follow it"
     )
+    parser.add_argument(
+        "--run-dir-out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the job's run directory URI (gs://.../model) to FILE, for `recflow gate`",
+    )
     parser.set_defaults(handler=submit_command)
     return parser
 
@@ -255,7 +266,16 @@ def _submit(args: argparse.Namespace) -> int:
         # Staged under the planned name whatever the local file is called.
         sdist = build_sdist(REPO_ROOT, Path(out_dir))
         stage_inputs(settings, plan, sdist, token=_storage_token(credentials))
-    return run_job(job, settings, wait=not args.no_wait)
+    exit_code = run_job(job, settings, wait=not args.no_wait)
+    if exit_code == 0 and args.run_dir_out:
+        write_run_dir(args.run_dir_out, settings, plan)
+    return exit_code
+
+
+def write_run_dir(path: Path, settings: VertexSettings, plan: RunPlan) -> None:
+    """Hand the run directory to the next step (`recflow gate --run-dir "$(cat FILE)"`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(plan.run_dir(settings) + "\n")
 
 
 def settings_from(values: Mapping[str, Any], environ: Mapping[str, str]) -> VertexSettings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from trainer.errors import TrainerInputError
@@ -33,6 +33,28 @@ class FeatureSpec:
     categorical: tuple[str, ...]
     source_ranks: Mapping[str, str]  # candidate source name -> its rank column
     popularity_rank: str  # item_features column ordering the popularity fallback
+    # Declared as features in the dbt YAML but left out of this model (`--exclude-feature`):
+    # still expected in the tables, never trained on.
+    excluded_features: tuple[str, ...] = ()
+
+    def without_features(self, names: Iterable[str]) -> FeatureSpec:
+        """The spec with `names` left out of the model's features; each must be a feature."""
+        excluded = tuple(dict.fromkeys(names))
+        unknown = sorted(set(excluded) - set(self.features))
+        if unknown:
+            raise TrainerInputError(
+                f"Cannot exclude {', '.join(unknown)}: not a feature of {EXAMPLES_MODEL} (its "
+                f"features are {', '.join(self.features)})."
+            )
+        kept = tuple(name for name in self.features if name not in excluded)
+        if not kept:
+            raise TrainerInputError("Excluding every feature leaves nothing to train on.")
+        return replace(
+            self,
+            features=kept,
+            categorical=tuple(name for name in self.categorical if name not in excluded),
+            excluded_features=(*self.excluded_features, *excluded),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,11 +66,32 @@ class FeatureSpec:
             "categorical": list(self.categorical),
             "source_ranks": dict(self.source_ranks),
             "popularity_rank": self.popularity_rank,
+            "excluded_features": list(self.excluded_features),
         }
+
+    @classmethod
+    def from_json(
+        cls, payload: Mapping[str, Any], *, source: str = "feature_spec.json"
+    ) -> FeatureSpec:
+        """The spec a run saved (`to_json`), e.g. to score that run's model again."""
+        try:
+            return cls(
+                keys=tuple(payload["keys"]),
+                group=tuple(payload["group"]),
+                label=payload["label"],
+                split=payload["split"],
+                features=tuple(payload["features"]),
+                categorical=tuple(payload["categorical"]),
+                source_ranks=dict(payload["source_ranks"]),
+                popularity_rank=payload["popularity_rank"],
+                excluded_features=tuple(payload.get("excluded_features", ())),
+            )
+        except (KeyError, TypeError) as error:
+            raise TrainerInputError(f"{source} is not a saved feature spec: {error!r}") from error
 
     def check_columns(self, table_name: str, columns: Iterable[str], *, with_label: bool) -> None:
         """Fail, naming the columns, when a table and the spec disagree in either direction."""
-        expected = {*self.keys, *self.group, self.split, *self.features}
+        expected = {*self.keys, *self.group, self.split, *self.features, *self.excluded_features}
         if with_label:
             expected.add(self.label)
         present = set(columns)

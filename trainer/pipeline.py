@@ -71,6 +71,8 @@ class TrainerConfig:
     top_k: int = 20
     ks: tuple[int, ...] = (10, 20)
     params: ranker.RankerParams = field(default_factory=ranker.RankerParams)
+    # Features of the dbt YAML this model leaves out (a deliberately different challenger).
+    exclude_features: tuple[str, ...] = ()
     run_context: dict[str, str] = field(default_factory=dict)
 
 
@@ -202,6 +204,7 @@ def run(config: TrainerConfig) -> RunResult:
     if config.recommendations_table:
         writing.check_writable(config.warehouse_uri, config.recommendations_table)
     spec, manifest_sha = load_feature_spec(config.manifest_path)
+    spec = spec.without_features(config.exclude_features)
     tables = load_tables(config.warehouse_uri, spec, schema=config.features_schema)
     lap("load_seconds")
     booster = train(tables, spec, config.params)
@@ -245,6 +248,7 @@ def run(config: TrainerConfig) -> RunResult:
                 "training_data_sha256": data_fingerprint(tables.examples),
                 "best_iteration": booster.best_iteration,
                 "parameters": config.params.to_json(),
+                "excluded_features": list(spec.excluded_features),
                 "top_k": config.top_k,
                 "ks": list(config.ks),
                 "timings": timings,

@@ -61,6 +61,15 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
         default="ml.batch_recommendations",
         help="warehouse table replaced with the batch recommendations ('' to skip)",
     )
+    parser.add_argument(
+        "--exclude-feature",
+        dest="exclude_features",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this feature of the dbt YAML out of the model (repeatable); recorded in "
+        "run_metadata.json",
+    )
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--eval-k", type=int, nargs="+", default=[10, 20])
     defaults = RankerParams()
@@ -88,6 +97,7 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
         recommendations_table=args.recommendations_table or None,
         top_k=args.top_k,
         ks=tuple(sorted(set(args.eval_k))),
+        exclude_features=tuple(args.exclude_features),
         params=RankerParams(
             num_boost_round=args.num_boost_round,
             learning_rate=args.learning_rate,

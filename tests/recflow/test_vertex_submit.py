@@ -439,3 +439,16 @@ def test_staging_to_a_missing_bucket_says_so(
     settings = VertexSettings(project="p", region="europe-west4", bucket="no-such", bq_dataset="d")
     with pytest.raises(SubmitError, match=r"gs://no-such/.*the bucket does not exist"):
         vertex_submit.stage_inputs(settings, plan_for(manifest), sdist, token="anon")
+
+
+def test_run_dir_out_names_the_directory_the_trainer_writes(manifest: Path, tmp_path: Path) -> None:
+    """Vertex AI sets AIP_MODEL_DIR to <base_output_dir>/model/; the trainer drops the slash."""
+    plan = plan_for(manifest)
+    job = vertex_submit.build_custom_job(SETTINGS, plan, credentials=AnonymousCredentials())
+    base = job._gca_resource.job_spec.base_output_directory.output_uri_prefix
+    out = tmp_path / "ci" / "run_dir.txt"
+    vertex_submit.write_run_dir(out, SETTINGS, plan)
+    assert out.read_text() == f"{base}/model\n"
+    parser = argparse.ArgumentParser(prog="recflow")
+    vertex_submit.register(parser.add_subparsers(required=True))
+    assert parser.parse_args(["submit", "--run-dir-out", str(out)]).run_dir_out == out

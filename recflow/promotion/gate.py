@@ -1,0 +1,332 @@
+"""The evaluation gate's decision: pure functions over metrics and recommendation frames.
+
+A challenger replaces the champion only if
+
+1. its batch recommendations pass the output checks (`check_recommendations`), and
+2. its primary metric on the held-out test window is at least the champion's minus a tolerance,
+   both models scored on the SAME window (the caller re-scores the champion's saved model on the
+   challenger's test snapshot; see recflow.promotion.scoring).
+
+The primary metric is NDCG@10 of the model's ranking for **warm users**: cold users get the same
+popularity fallback from every model, so including them adds the same number to both sides and
+only dilutes the difference the gate is there to see. NDCG rather than recall because the
+product shows a ranked list and NDCG rewards putting the hits first.
+
+With no champion yet, a challenger that passes the output checks is promoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pandas as pd
+
+DEFAULT_TOLERANCE = 0.005
+MAX_EXAMPLES = 5
+
+# segment -> ranker -> metric -> value, as in a run's metrics.json
+Metrics = Mapping[str, Mapping[str, Mapping[str, float]]]
+
+
+class Outcome(StrEnum):
+    PROMOTED = "promoted"
+    KEPT_CHAMPION = "kept_champion"
+    REJECTED_BY_OUTPUT_CHECKS = "rejected_by_output_checks"
+
+
+class ChampionScoring(StrEnum):
+    """How the champion's metrics were obtained."""
+
+    RESCORED = "rescored"  # its saved model, on the challenger's test window: comparable
+    RECORDED = "recorded"  # its own metrics.json, from ITS test window: the fallback
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """What is compared and how much worse a challenger may be (absolute, same metric)."""
+
+    tolerance: float = DEFAULT_TOLERANCE
+    segment: str = "warm_users"
+    ranker: str = "model"
+    metric: str = "ndcg@10"
+
+    @property
+    def primary_metric(self) -> str:
+        return f"{self.segment}/{self.ranker}/{self.metric}"
+
+    def value(self, metrics: Metrics, *, whose: str) -> float:
+        try:
+            return float(metrics[self.segment][self.ranker][self.metric])
+        except KeyError as error:
+            raise ValueError(
+                f"{whose} metrics have no {self.primary_metric} (missing key {error}); was it "
+                "evaluated with k=10 by this version of the trainer?"
+            ) from error
+
+
+@dataclass(frozen=True)
+class ChampionEvaluation:
+    """The champion the challenger is compared with."""
+
+    version: str
+    run_dir: str
+    metrics: Metrics
+    scoring: ChampionScoring
+    note: str = ""  # why it could not be re-scored, when scoring is RECORDED
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate decided, why, and on which numbers: decision.json."""
+
+    outcome: Outcome
+    reasons: tuple[str, ...]
+    policy: GatePolicy
+    challenger_run_dir: str
+    challenger_metrics: Metrics
+    champion: ChampionEvaluation | None
+    output_problems: tuple[str, ...]
+    context: Mapping[str, Any] = field(default_factory=dict)  # test snapshot, times, ...
+
+    @property
+    def promoted(self) -> bool:
+        return self.outcome is Outcome.PROMOTED
+
+    def to_json(self) -> dict[str, Any]:
+        policy = self.policy
+        challenger_value = policy.value(self.challenger_metrics, whose="the challenger's")
+        champion = self.champion
+        return {
+            "outcome": self.outcome.value,
+            "promoted": self.promoted,
+            "reasons": list(self.reasons),
+            "primary_metric": policy.primary_metric,
+            "tolerance": policy.tolerance,
+            "challenger": {
+                "run_dir": self.challenger_run_dir,
+                "primary_metric_value": challenger_value,
+                "metrics": self.challenger_metrics,
+            },
+            "champion": None
+            if champion is None
+            else {
+                "version": champion.version,
+                "run_dir": champion.run_dir,
+                "scoring": champion.scoring.value,
+                "note": champion.note,
+                "primary_metric_value": policy.value(champion.metrics, whose="the champion's"),
+                "metrics": champion.metrics,
+            },
+            "output_checks": {
+                "passed": not self.output_problems,
+                "problems": list(self.output_problems),
+            },
+            **dict(self.context),
+        }
+
+
+def decide(
+    challenger_run_dir: str,
+    challenger_metrics: Metrics,
+    champion: ChampionEvaluation | None,
+    output_problems: Sequence[str],
+    policy: GatePolicy,
+    *,
+    context: Mapping[str, Any] | None = None,
+) -> Decision:
+    """Promote, keep the champion, or reject on the output checks; every reason is spelled out."""
+    if policy.tolerance < 0:
+        raise ValueError(f"the gate's tolerance must be >= 0, got {policy.tolerance}")
+    challenger = policy.value(challenger_metrics, whose="the challenger's")
+    name = policy.primary_metric
+    reasons: list[str] = []
+    if output_problems:
+        outcome = Outcome.REJECTED_BY_OUTPUT_CHECKS
+        reasons.append(
+            f"the challenger's batch recommendations fail {len(output_problems)} output "
+            "check(s): " + "; ".join(output_problems)
+        )
+    if champion is None:
+        if not output_problems:
+            outcome = Outcome.PROMOTED
+        reasons.append(f"no champion yet; challenger {name} = {challenger:.4f}")
+        return _decision(
+            outcome,
+            reasons,
+            policy,
+            challenger_run_dir,
+            challenger_metrics,
+            None,
+            output_problems,
+            context,
+        )
+
+    incumbent = policy.value(champion.metrics, whose="the champion's")
+    threshold = incumbent - policy.tolerance
+    where = (
+        "on the same test window"
+        if champion.scoring is ChampionScoring.RESCORED
+        else f"against the champion's RECORDED metrics from its own test window ({champion.note})"
+    )
+    comparison = (
+        f"challenger {name} = {challenger:.4f}, champion (version {champion.version}) = "
+        f"{incumbent:.4f} {where}; the challenger needs >= {threshold:.4f} (tolerance "
+        f"{policy.tolerance:g})"
+    )
+    good_enough = challenger >= threshold
+    if not output_problems:
+        outcome = Outcome.PROMOTED if good_enough else Outcome.KEPT_CHAMPION
+    reasons.append(comparison + (": not worse beyond tolerance" if good_enough else ": worse"))
+    return _decision(
+        outcome,
+        reasons,
+        policy,
+        challenger_run_dir,
+        challenger_metrics,
+        champion,
+        output_problems,
+        context,
+    )
+
+
+def _decision(
+    outcome: Outcome,
+    reasons: list[str],
+    policy: GatePolicy,
+    challenger_run_dir: str,
+    challenger_metrics: Metrics,
+    champion: ChampionEvaluation | None,
+    output_problems: Sequence[str],
+    context: Mapping[str, Any] | None,
+) -> Decision:
+    return Decision(
+        outcome=outcome,
+        reasons=tuple(reasons),
+        policy=policy,
+        challenger_run_dir=challenger_run_dir,
+        challenger_metrics=challenger_metrics,
+        champion=champion,
+        output_problems=tuple(output_problems),
+        context=dict(context or {}),
+    )
+
+
+# --- output checks -----------------------------------------------------------------------------
+
+RECOMMENDATION_COLUMNS = (
+    "user_id",
+    "item_id",
+    "recommendation_rank",
+    "score",
+    "snapshot_date",
+    "model_version",
+    "generated_at",
+)
+
+
+def check_recommendations(
+    recommendations: pd.DataFrame,
+    candidates: pd.DataFrame,
+    seen: pd.DataFrame | None,
+    *,
+    k: int,
+) -> tuple[str, ...]:
+    """Problems with a run's batch recommendations; empty when they are fit to serve.
+
+    `candidates` holds the scoring snapshot's (user_id, item_id) candidates; `seen` the
+    (user_id, item_id) pairs users interacted with before that snapshot (None: not checked).
+    Every user with candidates gets exactly min(k, their candidates) distinct candidate items,
+    ranked 1..n, with no nulls and none of the items they have seen.
+    """
+    missing = [name for name in RECOMMENDATION_COLUMNS if name not in recommendations.columns]
+    if missing:
+        return (f"columns {', '.join(missing)} are missing",)
+    problems: list[str] = []
+    nulls = {
+        name: int(count)
+        for name, count in recommendations[list(RECOMMENDATION_COLUMNS)].isna().sum().items()
+        if count
+    }
+    if nulls:
+        problems.append("null values: " + ", ".join(f"{n} ({c} rows)" for n, c in nulls.items()))
+    recs = recommendations.dropna(subset=["user_id", "item_id", "recommendation_rank"])
+    pairs = recs[["user_id", "item_id"]]
+    duplicated = pairs[pairs.duplicated()]
+    if len(duplicated):
+        problems.append(
+            f"{len(duplicated)} repeated (user, item) rows, e.g. {_examples(duplicated)}"
+        )
+
+    candidate_pairs = candidates[["user_id", "item_id"]].drop_duplicates()
+    expected = candidate_pairs.groupby("user_id").size().clip(upper=k).rename("expected")
+    per_user = recs.groupby("user_id").agg(
+        rows=("item_id", "size"),
+        distinct_items=("item_id", "nunique"),
+        min_rank=("recommendation_rank", "min"),
+        max_rank=("recommendation_rank", "max"),
+        distinct_ranks=("recommendation_rank", "nunique"),
+    )
+    joined = per_user.join(expected, how="outer")
+    without_list = joined[joined["rows"].isna()]
+    if len(without_list):
+        problems.append(
+            f"{len(without_list)} user(s) with candidates have no recommendations, e.g. "
+            f"{_examples(without_list.index.to_frame())}"
+        )
+    without_candidates = joined[joined["expected"].isna()]
+    if len(without_candidates):
+        problems.append(
+            f"{len(without_candidates)} user(s) have recommendations but no candidates, e.g. "
+            f"{_examples(without_candidates.index.to_frame())}"
+        )
+    both = joined.dropna(subset=["rows", "expected"])
+    wrong_count = both[
+        (both["distinct_items"] != both["expected"]) | (both["rows"] != both["expected"])
+    ]
+    if len(wrong_count):
+        first = wrong_count.iloc[0]
+        problems.append(
+            f"{len(wrong_count)} user(s) do not get exactly min({k}, their candidates) distinct "
+            f"items, e.g. user {wrong_count.index[0]!r}: {int(first['distinct_items'])} distinct "
+            f"in {int(first['rows'])} rows, expected {int(first['expected'])}"
+        )
+    bad_ranks = both[
+        (both["min_rank"] != 1)
+        | (both["max_rank"] != both["rows"])
+        | (both["distinct_ranks"] != both["rows"])
+    ]
+    if len(bad_ranks):
+        problems.append(
+            f"{len(bad_ranks)} user(s) have ranks that are not exactly 1..n, e.g. "
+            f"{_examples(bad_ranks.index.to_frame())}"
+        )
+    not_candidates = _anti_join(pairs, candidate_pairs)
+    if len(not_candidates):
+        problems.append(
+            f"{len(not_candidates)} recommended item(s) are not among the user's candidates, "
+            f"e.g. {_examples(not_candidates)}"
+        )
+    if seen is not None:
+        seen_recommended = pairs.merge(seen[["user_id", "item_id"]].drop_duplicates())
+        if len(seen_recommended):
+            problems.append(
+                f"{len(seen_recommended)} recommended item(s) were already seen by the user, "
+                f"e.g. {_examples(seen_recommended)}"
+            )
+    return tuple(problems)
+
+
+def _anti_join(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+    merged = left.merge(right, how="left", indicator=True)
+    return merged.loc[merged["_merge"] == "left_only", list(left.columns)]
+
+
+def _examples(rows: pd.DataFrame) -> str:
+    shown = [
+        "(" + ", ".join(repr(value) for value in row) + ")"
+        for row in rows.head(MAX_EXAMPLES).itertuples(index=False)
+    ]
+    return ", ".join(shown)

@@ -1,0 +1,173 @@
+"""Run the gate on one challenger run: score, check, decide, and act on the decision.
+
+Order on promotion: register the version and move the `champion` alias, then replace the
+warehouse's batch recommendations; if that write fails the alias goes back to the previous
+champion, so the alias and the served recommendations never disagree for long.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from recflow.promotion import gate, run_dirs, scoring
+from recflow.promotion.registry import ModelRegistry, ModelVersion, Registration, RegistryError
+from trainer import pipeline, writing
+
+log = logging.getLogger(__name__)
+
+
+class GateInputError(ValueError):
+    """The challenger cannot be gated as asked (exit 2)."""
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    run_dir: str
+    warehouse_uri: str
+    policy: gate.GatePolicy
+    features_schema: str | None = None
+    recommendations_table: str | None = "ml.batch_recommendations"
+    seen_items_table: str | None = scoring.SEEN_ITEMS_MODEL
+    decision_out: Path | None = None
+
+
+def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
+    """Decide on the challenger at `request.run_dir`; act on it; return decision.json's body."""
+    try:
+        challenger = run_dirs.read_run(request.run_dir)
+    except run_dirs.RunDirError as error:
+        raise GateInputError(str(error)) from error
+    if request.recommendations_table:
+        writing.check_writable(request.warehouse_uri, request.recommendations_table)
+    ks = tuple(challenger.metadata.get("ks") or (10, 20))
+    tables = scoring.load_current_tables(challenger, request.warehouse_uri, request.features_schema)
+
+    challenger_scored = scoring.score(challenger, tables, ks=ks)
+    if challenger_scored.metrics is None:
+        raise GateInputError(
+            f"the challenger {request.run_dir} cannot be scored on {request.warehouse_uri}: "
+            f"{challenger_scored.unscorable_reason}"
+        )
+    champion_version = registry.champion()
+    champion = None
+    if champion_version is not None:
+        if champion_version.run_dir.rstrip("/") == challenger.uri.rstrip("/"):
+            raise GateInputError(
+                f"{request.run_dir} is already the champion (version {champion_version.version})"
+            )
+        champion = _evaluate_champion(champion_version, tables, ks)
+
+    recommendations = challenger.batch_recommendations().to_pandas()
+    candidates = scoring.scoring_candidates(tables)
+    snapshots = sorted(recommendations["snapshot_date"].dropna().unique())
+    seen = (
+        scoring.seen_items(
+            request.warehouse_uri, request.features_schema, request.seen_items_table, snapshots
+        )
+        if request.seen_items_table
+        else None
+    )
+    problems = gate.check_recommendations(recommendations, candidates, seen, k=challenger.top_k)
+    decision = gate.decide(
+        challenger.uri,
+        challenger_scored.metrics,
+        champion,
+        problems,
+        request.policy,
+        context={
+            "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "challenger_run_id": challenger.run_id,
+            "test_snapshot": str(tables.test_snapshot),
+            "scoring_snapshots": [str(snapshot) for snapshot in snapshots],
+            "warehouse_uri": request.warehouse_uri,
+            "registry": registry.location,
+            "excluded_features": challenger.metadata.get("excluded_features", []),
+        },
+    )
+    body = decision.to_json()
+    # Beside the re-scored value: the two differ only if the tables changed after training.
+    body["challenger"]["recorded_primary_metric_value"] = decision.policy.value(
+        challenger.metrics, whose="the challenger's recorded"
+    )
+    if decision.promoted:
+        body["registered_version"] = _promote(request, registry, challenger, decision, body)
+    run_dirs.write_decision(challenger.uri, body)
+    registry.record_decision(body)
+    if request.decision_out:
+        request.decision_out.parent.mkdir(parents=True, exist_ok=True)
+        request.decision_out.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    return body
+
+
+def _evaluate_champion(
+    version: ModelVersion, tables: pipeline.FeatureTables, ks: tuple[int, ...]
+) -> gate.ChampionEvaluation:
+    try:
+        champion_run = run_dirs.read_run(version.run_dir)
+    except run_dirs.RunDirError as error:
+        raise RegistryError(
+            f"the champion, version {version.version}, cannot be read: {error}. Restore its run "
+            "directory, or move `champion` to another version"
+        ) from error
+    scored = scoring.score(champion_run, tables, ks=ks)
+    if scored.metrics is not None:
+        return gate.ChampionEvaluation(
+            version=version.version,
+            run_dir=version.run_dir,
+            metrics=scored.metrics,
+            scoring=gate.ChampionScoring.RESCORED,
+        )
+    # Fallback, stated in the decision: the champion cannot serve these tables either, so the
+    # only yardstick left is what it scored on its own test window.
+    log.warning(
+        "champion version %s cannot be re-scored: %s", version.version, scored.unscorable_reason
+    )
+    return gate.ChampionEvaluation(
+        version=version.version,
+        run_dir=version.run_dir,
+        metrics=champion_run.metrics,
+        scoring=gate.ChampionScoring.RECORDED,
+        note=f"cannot be re-scored: {scored.unscorable_reason}",
+    )
+
+
+def _promote(
+    request: GateRequest,
+    registry: ModelRegistry,
+    challenger: run_dirs.FinishedRun,
+    decision: gate.Decision,
+    body: Mapping[str, Any],
+) -> str:
+    previous = registry.champion()
+    registered = registry.register_champion(
+        Registration(
+            run_dir=challenger.uri,
+            run_id=challenger.run_id,
+            git_commit=str(challenger.metadata.get("git_commit", "unknown")),
+            dbt_manifest_sha256=str(challenger.metadata.get("dbt_manifest_sha256", "unknown")),
+            primary_metric=decision.policy.primary_metric,
+            primary_metric_value=body["challenger"]["primary_metric_value"],
+            decision=body,
+        )
+    )
+    if request.recommendations_table:
+        try:
+            writing.replace_warehouse_table(
+                request.warehouse_uri,
+                request.recommendations_table,
+                challenger.batch_recommendations(),
+            )
+        except Exception:
+            if previous is not None:
+                log.error(
+                    "writing the recommendations failed: champion back to %s", previous.version
+                )
+                registry.set_champion(previous.version)
+            raise
+    return registered.version

@@ -1,0 +1,91 @@
+"""Score saved models on the current feature tables with the trainer's own evaluation code.
+
+The data grows between runs, so the champion's recorded metrics.json describes an older test
+window than the challenger's. Both models are therefore scored again here on the challenger's
+test snapshot as it is in the warehouse now: the same rows, the same positives, the same
+fallback and the same code (trainer.pipeline.evaluate_model).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pandas as pd
+
+from recflow.promotion.run_dirs import FinishedRun
+from trainer import pipeline
+from trainer.feature_spec import FeatureSpec
+from trainer.reading import default_schema, read_table
+
+log = logging.getLogger(__name__)
+
+# Where the gate finds what each user saw before a cutoff: the model dbt's own serving test
+# (assert_recommendations_exclude_seen_items) reads.
+SEEN_ITEMS_MODEL = "int_user_items_snapshotted"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A model's metrics on the current tables, or why it could not be scored."""
+
+    metrics: dict[str, Any] | None
+    unscorable_reason: str = ""
+
+
+def load_current_tables(
+    challenger: FinishedRun, warehouse_uri: str, schema: str | None
+) -> pipeline.FeatureTables:
+    """The marts as they are now, checked against the challenger's feature spec."""
+    return pipeline.load_tables(warehouse_uri, challenger.spec, schema=schema)
+
+
+def score(run: FinishedRun, tables: pipeline.FeatureTables, *, ks: tuple[int, ...]) -> Scored:
+    """`run`'s saved model on the tables' test snapshot, or the reason it cannot be."""
+    spec = run.spec
+    examples = tables.examples
+    needed = {*spec.features, *spec.source_ranks.values(), spec.split, *spec.keys}
+    missing = sorted(needed - set(examples.columns))
+    if spec.popularity_rank not in tables.item_features.columns:
+        missing.append(spec.popularity_rank)
+    if missing:
+        return Scored(
+            None,
+            f"its feature table columns {', '.join(missing)} are no longer in the warehouse "
+            "(the dbt project dropped or renamed them)",
+        )
+    booster = run.booster()
+    if list(booster.feature_name()) != list(spec.features):
+        return Scored(None, f"{run.uri}/model.txt and its feature_spec.json disagree")
+    evaluation = pipeline.evaluate_model(
+        booster, replace(tables, examples=_as_categories(examples, spec)), spec, ks=ks
+    )
+    return Scored(evaluation.metrics)
+
+
+def _as_categories(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """A model trained with a categorical column must be fed one (its levels are in model.txt)."""
+    converted = {
+        name: frame[name].astype("category")
+        for name in spec.categorical
+        if not isinstance(frame[name].dtype, pd.CategoricalDtype)
+    }
+    return frame.assign(**converted) if converted else frame
+
+
+def scoring_candidates(tables: pipeline.FeatureTables) -> pd.DataFrame:
+    """(user_id, item_id) candidates at the latest (scoring) snapshot."""
+    return tables.scoring[["user_id", "item_id", "snapshot_date"]]
+
+
+def seen_items(
+    warehouse_uri: str, schema: str | None, table: str, snapshot_dates: list[Any]
+) -> pd.DataFrame:
+    """(user_id, item_id) pairs users interacted with before the given snapshots."""
+    schema = schema or default_schema(warehouse_uri)
+    rows = read_table(warehouse_uri, f"{schema}.{table}" if schema else table).select(
+        ["user_id", "item_id", "snapshot_date"]
+    )
+    frame = rows.to_pandas()
+    return frame.loc[frame["snapshot_date"].isin(snapshot_dates), ["user_id", "item_id"]]

@@ -1,0 +1,314 @@
+"""A small local stand-in of the Vertex AI v1 REST API's Model Registry, for tests that run the
+real google-cloud-aiplatform SDK against it (`aiplatform.init(api_transport="rest",
+api_endpoint="http://127.0.0.1:PORT")`).
+
+It keeps models and their versions in memory with the service's rules that matter to the
+registry: models.upload creates a model (with `modelId`) or a version of `parentModel`, answered
+by a long-running operation that operations.get reports done; a version alias is unique within a
+model, so applying it to one version removes it from any other (upload's `versionAliases` and
+mergeVersionAliases alike); `default` follows `is_default_version`; models.get accepts
+`model@alias` and `model@version`; models.list and models.listVersions list. Bodies come from
+the recorded-style JSON in recorded_vertex/. Every request is recorded for assertions.
+
+Not a conftest: test modules import it by name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from string import Template
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+RECORDINGS = Path(__file__).resolve().parent / "recorded_vertex"
+PROJECT_NUMBER = "123456789012"
+STOP_TIMEOUT_S = 5.0
+
+Reply = tuple[int, Any]
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class StoredVersion:
+    version_id: str
+    resource: dict[str, Any]  # the Model body of the upload request
+    created_at: str
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VertexModelRegistry:
+    """What the stand-in holds (model id -> versions) and what it was sent."""
+
+    models: dict[str, list[StoredVersion]] = field(default_factory=dict)
+    operations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[SentRequest] = field(default_factory=list)
+    url: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sent(self, method: str, path_pattern: str) -> list[SentRequest]:
+        with self._lock:
+            return [
+                request
+                for request in self.requests
+                if request.method == method and re.fullmatch(path_pattern, request.path)
+            ]
+
+    def aliases(self, model_id: str) -> dict[str, list[str]]:
+        """version id -> its aliases."""
+        return {version.version_id: list(version.aliases) for version in self.models[model_id]}
+
+
+def recorded(name: str, **values: Any) -> Any:
+    """A recorded body with `$name` placeholders filled (a whole-string placeholder may become
+    any JSON value)."""
+    return _fill(json.loads((RECORDINGS / f"{name}.json").read_text()), values)
+
+
+def _fill(node: Any, values: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        return {key: _fill(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_fill(value, values) for value in node]
+    if isinstance(node, str):
+        if node.startswith("$") and node[1:] in values:
+            return values[node[1:]]
+        return Template(node).safe_substitute({k: str(v) for k, v in values.items()})
+    return node
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Routes:
+    def __init__(self, state: VertexModelRegistry) -> None:
+        self.state = state
+        location = "/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+        model = f"{location}/models/(?P<model>[^/@:]+)(?:@(?P<version>[^/:]+))?"
+        self.routes: list[tuple[str, str, Callable[..., Reply]]] = [
+            ("POST", f"{location}/models:upload", self.upload),
+            ("GET", f"{location}/models", self.list_models),
+            # SDK 2.7's REST operations client lists the `/ui/` http rules before the `/v1/`
+            # ones (aiplatform_v1/.../model_service/transports/rest.py) and polls the first.
+            (
+                "GET",
+                f"{model}/operations/(?P<operation>[^/]+)".replace("/v1/", "/(?:ui|v1)/", 1),
+                self.get_operation,
+            ),
+            ("GET", f"{model}:listVersions", self.list_versions),
+            ("POST", f"{model}:mergeVersionAliases", self.merge_aliases),
+            ("GET", model, self.get_model),
+        ]
+
+    def handle(self, request: SentRequest) -> Reply:
+        for method, pattern, handler in self.routes:
+            match = re.fullmatch(pattern, request.path)
+            if match and method == request.method:
+                return handler(request, **match.groupdict())
+        return HTTPStatus.NOT_FOUND, {"error": {"code": 404, "message": "no such route"}}
+
+    def upload(self, request: SentRequest, project: str, location: str) -> Reply:
+        body = request.json()
+        resource = body["model"]
+        parent = body.get("parentModel")
+        if parent:
+            model_id = parent.rsplit("/", 1)[-1]
+            if model_id not in self.state.models:
+                return HTTPStatus.NOT_FOUND, recorded("error_not_found_model")
+        else:
+            model_id = body.get("modelId") or str(len(self.state.models) + 1000)
+            if model_id in self.state.models:
+                return HTTPStatus.CONFLICT, {
+                    "error": {
+                        "code": 409,
+                        "message": f"Model {model_id} already exists.",
+                        "status": "ALREADY_EXISTS",
+                    }
+                }
+            self.state.models[model_id] = []
+        versions = self.state.models[model_id]
+        version = StoredVersion(str(len(versions) + 1), resource, _now())
+        versions.append(version)
+        aliases = list(resource.get("versionAliases", []))
+        if not versions[:-1] and "default" not in aliases:
+            aliases.append("default")  # a model's first version is its default
+        self._apply_aliases(model_id, version, aliases)
+        operation_id = str(8_000_000_000 + len(self.state.operations))
+        values = {
+            "project_number": PROJECT_NUMBER,
+            "location": location,
+            "model_id": model_id,
+            "operation_id": operation_id,
+            "time": version.created_at,
+            "version_id": version.version_id,
+        }
+        self.state.operations[operation_id] = values
+        return HTTPStatus.OK, recorded("models_upload_operation", **values)
+
+    def get_operation(
+        self,
+        request: SentRequest,
+        project: str,
+        location: str,
+        model: str,
+        version: Any,
+        operation: str,
+    ) -> Reply:
+        return HTTPStatus.OK, recorded(
+            "operations_get_upload_done", **self.state.operations[operation]
+        )
+
+    def get_model(
+        self, request: SentRequest, project: str, location: str, model: str, version: str | None
+    ) -> Reply:
+        found = self._version(model, version or "default")
+        if found is None:
+            return self._not_found(location, model, version)
+        return HTTPStatus.OK, self._body(location, model, found)
+
+    def list_versions(
+        self, request: SentRequest, project: str, location: str, model: str, version: Any
+    ) -> Reply:
+        if model not in self.state.models:
+            return self._not_found(location, model, None)
+        return HTTPStatus.OK, {
+            "models": [self._body(location, model, v) for v in self.state.models[model]]
+        }
+
+    def list_models(self, request: SentRequest, project: str, location: str) -> Reply:
+        defaults = [
+            self._body(location, model_id, found)
+            for model_id in self.state.models
+            if (found := self._version(model_id, "default")) is not None
+        ]
+        return HTTPStatus.OK, {"models": defaults} if defaults else {}
+
+    def merge_aliases(
+        self, request: SentRequest, project: str, location: str, model: str, version: str | None
+    ) -> Reply:
+        found = self._version(model, version or "default")
+        if found is None:
+            return self._not_found(location, model, version)
+        requested = request.json()["versionAliases"]
+        removed = {alias[1:] for alias in requested if alias.startswith("-")}
+        found.aliases = [alias for alias in found.aliases if alias not in removed]
+        self._apply_aliases(model, found, [a for a in requested if not a.startswith("-")])
+        return HTTPStatus.OK, self._body(location, model, found)
+
+    def _apply_aliases(self, model_id: str, target: StoredVersion, aliases: list[str]) -> None:
+        """An alias is unique within a model: applying it moves it."""
+        for version in self.state.models[model_id]:
+            if version is not target:
+                version.aliases = [alias for alias in version.aliases if alias not in aliases]
+        target.aliases = [*target.aliases, *(a for a in aliases if a not in target.aliases)]
+
+    def _version(self, model_id: str, reference: str) -> StoredVersion | None:
+        for version in self.state.models.get(model_id, []):
+            if reference in (version.version_id, *version.aliases):
+                return version
+        return None
+
+    def _body(self, location: str, model_id: str, version: StoredVersion) -> dict[str, Any]:
+        resource = version.resource
+        return recorded(
+            "model",
+            project_number=PROJECT_NUMBER,
+            location=location,
+            model_id=model_id,
+            display_name=resource.get("displayName", model_id),
+            image_uri=resource.get("containerSpec", {}).get("imageUri", ""),
+            create_time=self.state.models[model_id][0].created_at,
+            update_time=version.created_at,
+            version_time=version.created_at,
+            etag=f"AMEw9yP{version.version_id}",
+            labels=resource.get("labels", {}),
+            artifact_uri=resource.get("artifactUri", ""),
+            version_id=version.version_id,
+            version_aliases=list(version.aliases),
+            version_description=resource.get("versionDescription", ""),
+        )
+
+    def _not_found(self, location: str, model: str, alias: str | None) -> Reply:
+        if alias and model in self.state.models:
+            return HTTPStatus.NOT_FOUND, recorded(
+                "error_alias_not_found",
+                project_number=PROJECT_NUMBER,
+                location=location,
+                model_id=model,
+                alias=alias,
+            )
+        return HTTPStatus.NOT_FOUND, recorded("error_not_found_model")
+
+
+def _handler_for(routes: _Routes) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("content-length") or 0)
+            request = SentRequest(
+                method=self.command,
+                path=unquote(parts.path),
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={name.lower(): value for name, value in self.headers.items()},
+                body=self.rfile.read(length),
+            )
+            with routes.state._lock:
+                routes.state.requests.append(request)
+                status, body = routes.handle(request)
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = _serve  # noqa: N815 - http.server's naming
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: tests assert on `requests`."""
+
+    return Handler
+
+
+@contextmanager
+def vertex_model_registry(
+    state: VertexModelRegistry | None = None,
+) -> Iterator[VertexModelRegistry]:
+    """The stand-in on 127.0.0.1 (a free port), serving `state`."""
+    state = state or VertexModelRegistry()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(_Routes(state)))
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="vertex-standin", daemon=True
+    )
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(STOP_TIMEOUT_S)
