@@ -10,9 +10,12 @@
 --   category:     the most popular items of the user's two favourite categories
 -- Items the user already interacted with are removed before each source keeps its top
 -- `candidates_per_source`, so every source offers that many new items (unless configured).
+-- At train and validation snapshots only users with a positive in the label window get
+-- candidates: the ranker learns only from groups holding a positive (trainer/dataset.py), so the
+-- other users' candidates would be built, featurized and then dropped. Test and scoring
+-- snapshots keep every active user.
 
 {%- set per_source = var('candidates_per_source') %}
-{%- set exclude_seen = 'true' if var('exclude_seen_items') else 'false' %}
 
 with
 
@@ -40,16 +43,52 @@ affinities as (
 
 ),
 
-active_users as (
+snapshots as (
+
+    select * from {{ ref('int_snapshots_scheduled') }}
+
+),
+
+labels as (
+
+    select * from {{ ref('int_user_item_labels') }}
+
+),
+
+labelled_users as (
 
     select distinct
         snapshot_date,
         user_id
 
+    from labels
+
+),
+
+-- A user's most recent item (recency rank 1) carries their latest event, so one row per user
+-- and snapshot decides activity: no DISTINCT over the whole history.
+active_users as (
+
+    select
+        user_items.snapshot_date,
+        user_items.user_id
+
     from user_items
-    where last_event_at >= cast({{ dbt.dateadd(
-        'day', -var('active_user_lookback_days'), 'snapshot_date'
-    ) }} as timestamp)
+    inner join snapshots
+        on user_items.snapshot_date = snapshots.snapshot_date
+    left join labelled_users
+        on
+            user_items.snapshot_date = labelled_users.snapshot_date
+            and user_items.user_id = labelled_users.user_id
+    where
+        user_items.recency_rank = 1
+        and user_items.last_event_at >= cast({{ dbt.dateadd(
+            'day', -var('active_user_lookback_days'), 'user_items.snapshot_date'
+        ) }} as timestamp)
+        and (
+            snapshots.split in ('test', 'scoring')
+            or labelled_users.user_id is not null
+        )
 
 ),
 
@@ -147,12 +186,17 @@ unseen as (
     select scored.*
 
     from scored
-    left join user_items as seen
-        on
-            scored.snapshot_date = seen.snapshot_date
-            and scored.user_id = seen.user_id
-            and scored.item_id = seen.item_id
-    where seen.item_id is null or not {{ exclude_seen }}
+    {%- if var('exclude_seen_items') %}
+    where
+        not exists (
+            select 1 as is_seen
+            from user_items as seen
+            where
+                scored.snapshot_date = seen.snapshot_date
+                and scored.user_id = seen.user_id
+                and scored.item_id = seen.item_id
+        )
+    {%- endif %}
 
 ),
 
