@@ -10,10 +10,11 @@
 --   category:     the most popular items of the user's two favourite categories
 -- Items the user already interacted with are removed before each source keeps its top
 -- `candidates_per_source`, so every source offers that many new items (unless configured).
--- At train and validation snapshots only users with a positive in the label window get
--- candidates: the ranker learns only from groups holding a positive (trainer/dataset.py), so the
--- other users' candidates would be built, featurized and then dropped. Test and scoring
--- snapshots keep every active user.
+-- At labelled snapshots (train, validation, test) only users with a positive in the label
+-- window get candidates: the ranker learns only from groups holding a positive
+-- (trainer/dataset.py) and the evaluation scores only users with a positive (trainer/metrics.py,
+-- coverage included), so the other users' candidates would be built, featurized and dropped.
+-- The scoring snapshot keeps every active user.
 
 {%- set per_source = var('candidates_per_source') %}
 
@@ -86,7 +87,7 @@ active_users as (
             'day', -var('active_user_lookback_days'), 'user_items.snapshot_date'
         ) }} as timestamp)
         and (
-            snapshots.split in ('test', 'scoring')
+            snapshots.split = 'scoring'
             or labelled_users.user_id is not null
         )
 
@@ -142,7 +143,7 @@ popularity_scored as (
     inner join popularity
         on active_users.snapshot_date = popularity.snapshot_date
     -- A pool larger than kept, so enough remain once seen items are removed.
-    where popularity.popularity_rank <= {{ 3 * per_source }}
+    where popularity.popularity_rank <= {{ 2 * per_source }}
 
 ),
 
@@ -167,49 +168,54 @@ category_scored as (
             and affinities.category = popularity.category
     where
         affinities.affinity_rank <= 2
-        and popularity.category_popularity_rank <= {{ 3 * per_source }}
+        and popularity.category_popularity_rank <= {{ 2 * per_source }}
 
 ),
 
-scored as (
+-- Each source drops seen items and ranks its own rows, keeping its top `candidates_per_source`,
+-- before the sources meet: the window sorts one source at a time and the union only carries
+-- the kept rows.
+{%- for source in ['covisitation', 'popularity', 'category'] %}
 
-    select * from covisitation_scored
-    union all
-    select * from popularity_scored
-    union all
-    select * from category_scored
+{{ source }}_ranked as (
 
-),
+    select
+        *,
+        row_number() over (
+            partition by snapshot_date, user_id
+            order by source_score desc, item_id asc
+        ) as source_rank
 
-unseen as (
-
-    select scored.*
-
-    from scored
+    from {{ source }}_scored
     {%- if var('exclude_seen_items') %}
     where
         not exists (
             select 1 as is_seen
             from user_items as seen
             where
-                scored.snapshot_date = seen.snapshot_date
-                and scored.user_id = seen.user_id
-                and scored.item_id = seen.item_id
+                {{ source }}_scored.snapshot_date = seen.snapshot_date
+                and {{ source }}_scored.user_id = seen.user_id
+                and {{ source }}_scored.item_id = seen.item_id
         )
     {%- endif %}
 
 ),
 
+{{ source }}_kept as (
+
+    select * from {{ source }}_ranked
+    where source_rank <= {{ per_source }}
+
+),
+{%- endfor %}
+
 ranked as (
 
-    select
-        *,
-        row_number() over (
-            partition by snapshot_date, user_id, candidate_source
-            order by source_score desc, item_id asc
-        ) as source_rank
-
-    from unseen
+    select * from covisitation_kept
+    union all
+    select * from popularity_kept
+    union all
+    select * from category_kept
 
 ),
 
@@ -234,7 +240,6 @@ final as (
         snapshot_date
 
     from ranked
-    where source_rank <= {{ per_source }}
     group by snapshot_date, user_id, item_id
 
 )
