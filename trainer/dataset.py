@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from trainer.errors import TrainerInputError
 from trainer.feature_spec import FeatureSpec
@@ -27,11 +28,30 @@ class RankingData:
 
 
 def to_frame(table: pa.Table, spec: FeatureSpec) -> pd.DataFrame:
-    """Arrow to pandas, with categorical features as pandas categories (LightGBM reads them as
-    categorical and remembers their levels for scoring)."""
-    frame = table.to_pandas()
-    for column in spec.categorical:
-        frame[column] = frame[column].astype("category")
+    """Arrow to pandas in one pass, with the memory of a 10M-row table in mind.
+
+    Categorical features become pandas categories (LightGBM reads them as categorical and
+    remembers their levels for scoring) by dictionary-encoding them in Arrow, so no column of
+    Python strings is ever built for them; float64 features become float32, the precision
+    LightGBM bins them at anyway. `table` is consumed: Arrow frees each column as soon as pandas
+    holds it, so the two copies never coexist.
+    """
+    categorical = set(spec.categorical)
+    narrowed = set(spec.features) - categorical
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if name in categorical:
+            column = pc.dictionary_encode(column)
+        elif name in narrowed and pa.types.is_float64(column.type):
+            column = column.cast(pa.float32())
+        columns.append(column)
+    converted = pa.Table.from_arrays(columns, names=table.column_names)
+    del table, columns
+    frame = converted.to_pandas(split_blocks=True, self_destruct=True)
+    for name in spec.categorical:
+        # Levels in sorted order, not in the order rows arrived, so a rebuild that returns the
+        # same rows in another order trains the same model.
+        frame[name] = frame[name].cat.reorder_categories(sorted(frame[name].cat.categories))
     return frame
 
 

@@ -27,6 +27,7 @@ INCREMENTAL_MODELS = (
 COMPARED_MODELS = (
     *INCREMENTAL_MODELS,
     "stg_app__quarantined_rows",
+    "int_snapshot_days",
     "user_features",
     "item_features",
     "candidates",

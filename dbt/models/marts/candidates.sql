@@ -10,9 +10,13 @@
 --   category:     the most popular items of the user's two favourite categories
 -- Items the user already interacted with are removed before each source keeps its top
 -- `candidates_per_source`, so every source offers that many new items (unless configured).
+-- At labelled snapshots (train, validation, test) only users with a positive in the label
+-- window get candidates: the ranker learns only from groups holding a positive
+-- (trainer/dataset.py) and the evaluation scores only users with a positive (trainer/metrics.py,
+-- coverage included), so the other users' candidates would be built, featurized and dropped.
+-- The scoring snapshot keeps every active user.
 
 {%- set per_source = var('candidates_per_source') %}
-{%- set exclude_seen = 'true' if var('exclude_seen_items') else 'false' %}
 
 with
 
@@ -40,16 +44,52 @@ affinities as (
 
 ),
 
-active_users as (
+snapshots as (
+
+    select * from {{ ref('int_snapshots_scheduled') }}
+
+),
+
+labels as (
+
+    select * from {{ ref('int_user_item_labels') }}
+
+),
+
+labelled_users as (
 
     select distinct
         snapshot_date,
         user_id
 
+    from labels
+
+),
+
+-- A user's most recent item (recency rank 1) carries their latest event, so one row per user
+-- and snapshot decides activity: no DISTINCT over the whole history.
+active_users as (
+
+    select
+        user_items.snapshot_date,
+        user_items.user_id
+
     from user_items
-    where last_event_at >= cast({{ dbt.dateadd(
-        'day', -var('active_user_lookback_days'), 'snapshot_date'
-    ) }} as timestamp)
+    inner join snapshots
+        on user_items.snapshot_date = snapshots.snapshot_date
+    left join labelled_users
+        on
+            user_items.snapshot_date = labelled_users.snapshot_date
+            and user_items.user_id = labelled_users.user_id
+    where
+        user_items.recency_rank = 1
+        and user_items.last_event_at >= cast({{ dbt.dateadd(
+            'day', -var('active_user_lookback_days'), 'user_items.snapshot_date'
+        ) }} as timestamp)
+        and (
+            snapshots.split = 'scoring'
+            or labelled_users.user_id is not null
+        )
 
 ),
 
@@ -103,7 +143,7 @@ popularity_scored as (
     inner join popularity
         on active_users.snapshot_date = popularity.snapshot_date
     -- A pool larger than kept, so enough remain once seen items are removed.
-    where popularity.popularity_rank <= {{ 3 * per_source }}
+    where popularity.popularity_rank <= {{ 2 * per_source }}
 
 ),
 
@@ -128,44 +168,54 @@ category_scored as (
             and affinities.category = popularity.category
     where
         affinities.affinity_rank <= 2
-        and popularity.category_popularity_rank <= {{ 3 * per_source }}
+        and popularity.category_popularity_rank <= {{ 2 * per_source }}
 
 ),
 
-scored as (
+-- Each source drops seen items and ranks its own rows, keeping its top `candidates_per_source`,
+-- before the sources meet: the window sorts one source at a time and the union only carries
+-- the kept rows.
+{%- for source in ['covisitation', 'popularity', 'category'] %}
 
-    select * from covisitation_scored
-    union all
-    select * from popularity_scored
-    union all
-    select * from category_scored
-
-),
-
-unseen as (
-
-    select scored.*
-
-    from scored
-    left join user_items as seen
-        on
-            scored.snapshot_date = seen.snapshot_date
-            and scored.user_id = seen.user_id
-            and scored.item_id = seen.item_id
-    where seen.item_id is null or not {{ exclude_seen }}
-
-),
-
-ranked as (
+{{ source }}_ranked as (
 
     select
         *,
         row_number() over (
-            partition by snapshot_date, user_id, candidate_source
+            partition by snapshot_date, user_id
             order by source_score desc, item_id asc
         ) as source_rank
 
-    from unseen
+    from {{ source }}_scored
+    {%- if var('exclude_seen_items') %}
+    where
+        not exists (
+            select 1 as is_seen
+            from user_items as seen
+            where
+                {{ source }}_scored.snapshot_date = seen.snapshot_date
+                and {{ source }}_scored.user_id = seen.user_id
+                and {{ source }}_scored.item_id = seen.item_id
+        )
+    {%- endif %}
+
+),
+
+{{ source }}_kept as (
+
+    select * from {{ source }}_ranked
+    where source_rank <= {{ per_source }}
+
+),
+{%- endfor %}
+
+ranked as (
+
+    select * from covisitation_kept
+    union all
+    select * from popularity_kept
+    union all
+    select * from category_kept
 
 ),
 
@@ -190,7 +240,6 @@ final as (
         snapshot_date
 
     from ranked
-    where source_rank <= {{ per_source }}
     group by snapshot_date, user_id, item_id
 
 )

@@ -6,6 +6,12 @@
 -- One row per candidate at every labelled snapshot, with its features and its label: did the
 -- user positively interact with the item within the label window after the snapshot?
 -- `split` holds out the latest labelled snapshots for validation and test, by time.
+-- In the train split, negatives may be sampled (`train_negative_sample_percent`): every positive
+-- stays, and a hash of the row's key decides which negatives do, so a rebuild keeps the same
+-- rows. Validation and test keep every candidate, so early stopping and the evaluation rank the
+-- full lists.
+
+{%- set negative_percent = var('train_negative_sample_percent') %}
 
 with
 
@@ -36,6 +42,21 @@ final as (
             and featurized.user_id = labels.user_id
             and featurized.item_id = labels.item_id
 
+),
+
+sampled as (
+
+    select * from final
+    {%- if negative_percent < 100 %}
+    where
+        split != 'train'
+        or label = 1
+        or {{ hash_bucket(dbt.concat([
+            'user_id', "'|'", 'item_id', "'|'",
+            'cast(snapshot_date as ' ~ dbt.type_string() ~ ')'
+        ]), 100) }} < {{ negative_percent }}
+    {%- endif %}
+
 )
 
-select * from final
+select * from sampled

@@ -9,7 +9,19 @@ with
 
 interactions as (
 
-    select * from {{ ref('int_interactions_before_snapshots') }}
+    select * from {{ ref('int_user_item_interactions_daily') }}
+
+),
+
+snapshot_days as (
+
+    select * from {{ ref('int_snapshot_days') }}
+
+),
+
+user_items as (
+
+    select * from {{ ref('int_user_items_snapshotted') }}
 
 ),
 
@@ -25,6 +37,38 @@ affinities as (
 
 ),
 
+-- One row per user and day before pairing with the snapshots (the point-in-time join, through
+-- int_snapshot_days): it then multiplies user-days, not user-item-days, and active days become
+-- a plain count.
+user_days as (
+
+    select
+        user_id,
+        event_date,
+        sum(event_count) as event_count,
+        sum(positive_event_count) as positive_event_count,
+        sum(interaction_weight) as interaction_weight,
+        min(first_event_at) as first_event_at,
+        max(last_event_at) as last_event_at
+
+    from interactions
+    group by user_id, event_date
+
+),
+
+user_days_before_snapshots as (
+
+    select
+        snapshot_days.snapshot_date,
+        snapshot_days.days_ago,
+        user_days.*
+
+    from snapshot_days
+    inner join user_days
+        on snapshot_days.event_date = user_days.event_date
+
+),
+
 activity as (
 
     select
@@ -37,12 +81,24 @@ activity as (
             as positive_events_28d,
         sum(positive_event_count) as positive_events_total,
         sum(interaction_weight) as interaction_weight_total,
-        count(distinct item_id) as distinct_items_total,
-        count(distinct event_date) as active_days_total,
+        count(*) as active_days_total,
         min(first_event_at) as first_event_at,
         max(last_event_at) as last_event_at
 
-    from interactions
+    from user_days_before_snapshots
+    group by snapshot_date, user_id
+
+),
+
+-- int_user_items_snapshotted holds one row per item a user touched before the snapshot.
+distinct_items as (
+
+    select
+        snapshot_date,
+        user_id,
+        count(*) as distinct_items_total
+
+    from user_items
     group by snapshot_date, user_id
 
 ),
@@ -72,7 +128,7 @@ final as (
         cast(activity.positive_events_28d as {{ dbt.type_bigint() }}) as positive_events_28d,
         cast(activity.positive_events_total as {{ dbt.type_bigint() }}) as positive_events_total,
         activity.interaction_weight_total,
-        activity.distinct_items_total,
+        distinct_items.distinct_items_total,
         activity.active_days_total,
         favourite_categories.favourite_category_share,
         {{ dbt.datediff('activity.last_event_at', 'activity.snapshot_date', 'day') }}
@@ -85,6 +141,10 @@ final as (
         activity.last_event_at
 
     from activity
+    inner join distinct_items
+        on
+            activity.snapshot_date = distinct_items.snapshot_date
+            and activity.user_id = distinct_items.user_id
     left join users
         on activity.user_id = users.user_id
     left join favourite_categories

@@ -1,10 +1,12 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
-    ))
+    config(
+        materialized = 'ephemeral',
+    )
 }}
 -- Candidates with the user, item and user-item features of their snapshot: the one place the
--- feature joins are written, shared by training examples and scoring candidates.
+-- feature joins are written, shared by training examples and scoring candidates. Ephemeral: the
+-- two marts read disjoint splits, so each joins only its own rows and the wide result is
+-- written once, in the mart, instead of twice.
 
 with
 

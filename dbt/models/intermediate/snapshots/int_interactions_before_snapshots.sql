@@ -4,8 +4,9 @@
     )
 }}
 -- Daily user-item interactions paired with every snapshot they precede, with their age in days:
--- the one place the point-in-time join (`event_date < snapshot_date`) is written. Ephemeral, so
--- each model that reads it inlines the join and filters it to its own window.
+-- the one place the point-in-time join (`event_date < snapshot_date`, in int_snapshot_days) meets
+-- the interactions. An equality join on the day, against a table of days x snapshots. Ephemeral,
+-- so each model that reads it inlines the join and filters it to its own window.
 
 with
 
@@ -15,16 +16,16 @@ interactions as (
 
 ),
 
-snapshots as (
+snapshot_days as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
+    select * from {{ ref('int_snapshot_days') }}
 
 ),
 
 paired as (
 
     select
-        snapshots.snapshot_date,
+        snapshot_days.snapshot_date,
         interactions.user_id,
         interactions.item_id,
         interactions.event_date,
@@ -33,12 +34,11 @@ paired as (
         interactions.interaction_weight,
         interactions.first_event_at,
         interactions.last_event_at,
-        {{ dbt.datediff('interactions.event_date', 'snapshots.snapshot_date', 'day') }}
-            as days_ago
+        snapshot_days.days_ago
 
-    from snapshots
+    from snapshot_days
     inner join interactions
-        on snapshots.snapshot_date > interactions.event_date
+        on snapshot_days.event_date = interactions.event_date
 
 )
 

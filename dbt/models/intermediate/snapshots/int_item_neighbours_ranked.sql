@@ -14,29 +14,27 @@ pairs as (
 
 ),
 
-snapshots as (
+snapshot_days as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
+    select * from {{ ref('int_snapshot_days') }}
+    where days_ago <= {{ var('covisit_lookback_days') }}
 
 ),
 
 aggregated as (
 
     select
-        snapshots.snapshot_date,
+        snapshot_days.snapshot_date,
         pairs.item_id,
         pairs.related_item_id,
         sum(pairs.covisit_count) as covisit_count,
         max(pairs.covisit_date) as last_covisit_date
 
-    from snapshots
+    -- The days of the lookback window before each snapshot, joined on the day.
+    from snapshot_days
     inner join pairs
-        on
-            snapshots.snapshot_date > pairs.covisit_date
-            and pairs.covisit_date >= cast({{ dbt.dateadd(
-                'day', -var('covisit_lookback_days'), 'snapshots.snapshot_date'
-            ) }} as date)
-    group by snapshots.snapshot_date, pairs.item_id, pairs.related_item_id
+        on snapshot_days.event_date = pairs.covisit_date
+    group by snapshot_days.snapshot_date, pairs.item_id, pairs.related_item_id
 
 ),
 

@@ -1,3 +1,11 @@
+{{
+    config(
+        materialized = 'table',
+    )
+}}
+-- A table, not a view: the catalogue feeds the quarantine and several per-snapshot models, and
+-- the raw source should be scanned once per build.
+
 with
 
 source as (

@@ -1,3 +1,11 @@
+{{
+    config(
+        materialized = 'table',
+    )
+}}
+-- A table, not a view, like the other base models: the raw source is scanned once per build
+-- however many models come to read the users.
+
 with
 
 source as (
