@@ -59,7 +59,9 @@ def popularity_list(item_features: pd.DataFrame, popularity_rank: str, *, k: int
 
 def with_fallback(lists: pd.DataFrame, users: Sequence[str], fallback: list[str]) -> pd.DataFrame:
     """Give every user in `users` without a list the fallback list, flagged as fallback."""
-    missing = np.setdiff1d(np.asarray(users, dtype=object), lists["user_id"].unique())
+    # A hash lookup: np.setdiff1d sorts object arrays, minutes at 100k users and 3M rows.
+    wanted = pd.Index(pd.unique(pd.Series(users, dtype=object)))
+    missing = wanted[~wanted.isin(lists["user_id"])].sort_values().to_numpy(dtype=object)
     filled = pd.DataFrame(
         {
             "user_id": np.repeat(missing, len(fallback)),

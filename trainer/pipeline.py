@@ -123,13 +123,20 @@ def load_tables(
 
     examples_table = read(EXAMPLES_MODEL)
     spec.check_columns(EXAMPLES_MODEL, examples_table.column_names, with_label=True)
+    # Sorted in Arrow, before the conversion consumes the table: a pandas sort would hold two
+    # copies of the largest frame at once. (group, keys) is unique, so the order is total.
+    order = dict.fromkeys([*spec.group, *spec.keys])
+    examples_table = examples_table.sort_by([(name, "ascending") for name in order])
+    examples = dataset.to_frame(examples_table, spec)
+    del examples_table
+    dataset.check_trainable(examples, spec, EXAMPLES_MODEL)
     scoring_table = read(SCORING_MODEL)
     spec.check_columns(SCORING_MODEL, scoring_table.column_names, with_label=False)
-    examples = dataset.to_frame(examples_table, spec)
-    dataset.check_trainable(examples, spec, EXAMPLES_MODEL)
+    scoring = dataset.to_frame(scoring_table, spec)
+    del scoring_table
     return FeatureTables(
-        examples=examples.sort_values([*spec.group, *spec.keys], ignore_index=True),
-        scoring=dataset.to_frame(scoring_table, spec),
+        examples=examples,
+        scoring=scoring,
         positives=read(POSITIVES_MODEL).to_pandas(),
         item_features=read(ITEM_FEATURES_MODEL).to_pandas(),
     )
