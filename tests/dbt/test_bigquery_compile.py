@@ -104,8 +104,10 @@ def test_sources_and_models_resolve_to_the_projects_and_datasets_from_the_enviro
             "covisit_date",
             ["item_id", "related_item_id"],
         ),
-        ("int_user_items_snapshotted", "table", "snapshot_date", ["user_id", "item_id"]),
-        ("candidates", "table", "snapshot_date", ["user_id", "item_id"]),
+        ("int_user_items_snapshotted", "incremental", "snapshot_date", ["user_id", "item_id"]),
+        ("int_candidates_labelled", "incremental", "snapshot_date", ["user_id", "item_id"]),
+        ("candidates", "incremental", "snapshot_date", ["user_id", "item_id"]),
+        ("user_features", "incremental", "snapshot_date", ["user_id"]),
         ("training_examples", "table", "snapshot_date", ["user_id", "item_id"]),
         ("scoring_candidates", "table", "snapshot_date", ["user_id", "item_id"]),
     ],
@@ -117,8 +119,9 @@ def test_event_and_snapshot_tables_are_partitioned_by_day_and_clustered_on_bigqu
     partition_field: str,
     cluster_by: list[str],
 ) -> None:
-    """Event-driven models replace whole day partitions (insert_overwrite); per-snapshot models
-    are tables; all are partitioned by day and clustered on their keys."""
+    """Event-driven and per-snapshot models replace whole day partitions (insert_overwrite);
+    the marts rebuilt from stored snapshots are tables; all are partitioned by day and clustered
+    on their keys."""
     assert project_check.manifest_path is not None
     node = json.loads(project_check.manifest_path.read_text())["nodes"][f"model.recflow.{model}"]
     assert node["config"]["materialized"] == materialized
@@ -164,7 +167,7 @@ def broken_check(tmp_path_factory: pytest.TempPathFactory) -> CheckResult:
     )
     # A partition column the model does not have.
     edit(
-        models / "marts/user_features.sql",
+        models / "marts/label_window_positives.sql",
         "partition_date='snapshot_date'",
         "partition_date='snapshot_day'",
     )
@@ -209,11 +212,11 @@ def test_duckdb_only_sql_fails_the_check_naming_the_model_line_and_snippet(
 
 
 def test_a_partition_column_the_model_lacks_fails_the_check(broken_check: CheckResult) -> None:
-    (problem,) = broken_check.node("user_features").problems
+    (problem,) = broken_check.node("label_window_positives").problems
     assert problem.check == "physical-design"
     assert "`snapshot_day` is not a column of the model" in problem.message
-    assert problem.path == Path("models/marts/user_features.sql")
-    assert problem.snippet == "partition_date='snapshot_day', cluster_by=['user_id']"
+    assert problem.path == Path("models/marts/label_window_positives.sql")
+    assert problem.snippet == "partition_date='snapshot_day', cluster_by=['user_id', 'item_id']"
 
 
 def test_the_incremental_branch_of_an_incremental_model_is_checked_too(
@@ -235,8 +238,11 @@ def test_only_the_broken_nodes_fail(broken_check: CheckResult) -> None:
         ("stg_app__users", "full_refresh"),
         ("stg_app__items", "full_refresh"),
         ("int_user_item_labels", "full_refresh"),
+        # Incremental models are compiled both ways, and these break both.
+        ("int_user_item_labels", "incremental"),
         ("item_features", "full_refresh"),
-        ("user_features", "full_refresh"),
+        ("item_features", "incremental"),
+        ("label_window_positives", "full_refresh"),
         ("int_events_appended", "incremental"),
     }
 

@@ -7,7 +7,7 @@ leave every model equal, row for row, to a full refresh of the same log.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,29 +23,55 @@ INCREMENTAL_MODELS = (
     "base_app__events_validated",
     "int_user_item_interactions_daily",
     "int_item_pairs_covisited",
+    # Per snapshot: closed snapshots stay as stored, open ones are recomputed.
+    "int_user_items_snapshotted",
+    "int_item_neighbours_ranked",
+    "int_item_popularity_snapshotted",
+    "int_user_category_affinities",
+    "int_user_item_labels",
+    "int_candidates_labelled",
+    "user_features",
+    "item_features",
+    "candidates",
 )
 COMPARED_MODELS = (
     *INCREMENTAL_MODELS,
     "stg_app__quarantined_rows",
+    "int_snapshots_scheduled",
     "int_snapshot_days",
-    "user_features",
-    "item_features",
-    "candidates",
     "training_examples",
     "scoring_candidates",
+    "label_window_positives",
 )
 
 
-def split_events(events: pa.Table) -> tuple[pa.Table, pa.Table]:
+def split_events(events: pa.Table, days_cut: int) -> tuple[pa.Table, pa.Table]:
     """The log as stored yesterday, and what arrives today: the last day, a tenth of the two
-    days before it (late events), and a copy of one event stored yesterday."""
+    days before it (late events), and a copy of one event stored yesterday.
+
+    The log first loses its last `days_cut` days of events, which moves where its end falls on
+    the weekly snapshot calendar. Events stamped in the future (quarantined) stay in yesterday's
+    log: the last day is the last one before now.
+    """
     event_at = events["event_at"]
-    last_day = pc.floor_temporal(pc.max(event_at), unit="day").as_py()
-    is_today = pc.fill_null(pc.greater_equal(event_at, pa.scalar(last_day, event_at.type)), False)
+    now = pa.scalar(datetime.now(UTC), event_at.type)
+    is_past = pc.fill_null(pc.less_equal(event_at, now), False)
+    last_logged_day = pc.floor_temporal(pc.max(pc.filter(event_at, is_past)), unit="day").as_py()
+    last_day = last_logged_day - timedelta(days=days_cut)
+    after_last_day = pc.fill_null(
+        pc.and_(is_past, pc.greater_equal(event_at, pa.scalar(last_day + timedelta(days=1)))),
+        False,
+    )
+    events = events.filter(pc.invert(after_last_day))
+    event_at = events["event_at"]
+    is_past = pc.fill_null(pc.less_equal(event_at, now), False)
+    is_today = pc.fill_null(
+        pc.and_(is_past, pc.greater_equal(event_at, pa.scalar(last_day, event_at.type))), False
+    )
     in_late_window = pc.fill_null(
         pc.and_(
             pc.greater_equal(event_at, pa.scalar(last_day - timedelta(days=2), event_at.type)),
-            pc.invert(is_today),
+            pc.and_(is_past, pc.invert(is_today)),
         ),
         False,
     )
@@ -57,6 +83,7 @@ def split_events(events: pa.Table) -> tuple[pa.Table, pa.Table]:
         pc.fill_null(in_late_window, False).filter(pc.invert(arrives_today))
     )
     duplicate = stored_recently.slice(0, 1)
+    assert pc.sum(arrives_late).as_py() > 0 and duplicate.num_rows == 1
     return stored, pa.concat_tables([stored, events.filter(arrives_today), duplicate])
 
 
@@ -79,17 +106,27 @@ def differing_rows(left: Path, right: Path, model: str) -> int:
     return count
 
 
-def test_an_incremental_day_equals_a_full_refresh(tiny_sample: TinySample, tmp_path: Path) -> None:
-    stored, grown = split_events(tiny_sample.data.tables["events"])
+# The tiny log's last day is a Sunday, so appending it closes a label window (a new test
+# snapshot; validation and train shift and the oldest train snapshot leaves the spine); cut
+# three days earlier, appending a day only moves the scoring snapshot.
+@pytest.mark.parametrize("days_cut", [0, 3], ids=["closes_a_label_window", "moves_scoring_only"])
+def test_an_incremental_day_equals_a_full_refresh(
+    tiny_sample: TinySample, tmp_path: Path, days_cut: int
+) -> None:
+    stored, grown = split_events(tiny_sample.data.tables["events"], days_cut)
     yesterday = write_log(tiny_sample, stored, tmp_path / "log_yesterday")
     today = write_log(tiny_sample, grown, tmp_path / "log_today")
 
     incremental = Isolation.under(tmp_path / "incremental", yesterday)
     first = run_dbt_command(incremental, "build")
     assert first.returncode == 0, first.output
+    test_cutoff_sql = "select snapshot_date from int_snapshots_scheduled where split = 'test'"
+    test_cutoff_before = query(incremental.duckdb_path, test_cutoff_sql)
     incremental = Isolation(today, incremental.duckdb_path, incremental.target_path)
     second = run_dbt_command(incremental, "build")
     assert second.returncode == 0, second.output
+    closed_a_window = query(incremental.duckdb_path, test_cutoff_sql) != test_cutoff_before
+    assert closed_a_window == (days_cut == 0)
     for model in INCREMENTAL_MODELS:
         assert f"incremental model main.{model}" in second.output
 

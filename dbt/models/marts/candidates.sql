@@ -1,7 +1,5 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
-    ))
+    config(incremental_by_snapshot(cluster_by=['user_id', 'item_id']))
 }}
 -- Candidate items per active user and snapshot, from three sources, each keeping its own score
 -- and rank so the ranker (and the evaluation) can tell them apart:
@@ -23,36 +21,42 @@ with
 user_items as (
 
     select * from {{ ref('int_user_items_snapshotted') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 
 neighbours as (
 
     select * from {{ ref('int_item_neighbours_ranked') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 
 popularity as (
 
     select * from {{ ref('int_item_popularity_snapshotted') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 
 affinities as (
 
     select * from {{ ref('int_user_category_affinities') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 
 snapshots as (
 
     select * from {{ ref('int_snapshots_scheduled') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 
 labels as (
 
     select * from {{ ref('int_user_item_labels') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 

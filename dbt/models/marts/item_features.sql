@@ -1,7 +1,5 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['item_id']
-    ))
+    config(incremental_by_snapshot(cluster_by=['item_id']))
 }}
 -- Item features at each snapshot, from events strictly before it, for every item listed
 -- before the snapshot or seen in its events.
@@ -19,12 +17,14 @@ items as (
 popularity as (
 
     select * from {{ ref('int_item_popularity_snapshotted') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 
 snapshots as (
 
     select * from {{ ref('int_snapshots_scheduled') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 

@@ -7,11 +7,29 @@
 
 with
 
+snapshots as (
+
+    select * from {{ ref('int_snapshots_scheduled') }}
+    where split = 'scoring'
+
+),
+
 featurized as (
 
     select * from {{ ref('int_candidates_featurized') }}
-    where split = 'scoring'
+
+),
+
+final as (
+
+    select
+        featurized.*,
+        snapshots.split
+
+    from featurized
+    inner join snapshots
+        on featurized.snapshot_date = snapshots.snapshot_date
 
 )
 
-select * from featurized
+select * from final

@@ -3,9 +3,10 @@
         partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
     ))
 }}
--- One row per candidate at every labelled snapshot, with its features and its label: did the
--- user positively interact with the item within the label window after the snapshot?
--- `split` holds out the latest labelled snapshots for validation and test, by time.
+-- One row per candidate at every labelled snapshot, with its features and its label (from
+-- int_candidates_labelled, stored per snapshot). `split` holds out the latest labelled
+-- snapshots for validation and test, by time; it comes from the spine here, since it changes as
+-- label windows close.
 -- In the train split, negatives may be sampled (`train_negative_sample_percent`): every positive
 -- stays, and a hash of the row's key decides which negatives do, so a rebuild keeps the same
 -- rows. Validation and test keep every candidate, so early stopping and the evaluation rank the
@@ -15,32 +16,27 @@
 
 with
 
-featurized as (
+labelled as (
 
-    select * from {{ ref('int_candidates_featurized') }}
-    where split != 'scoring'
+    select * from {{ ref('int_candidates_labelled') }}
 
 ),
 
-labels as (
+snapshots as (
 
-    select * from {{ ref('int_user_item_labels') }}
+    select * from {{ ref('int_snapshots_scheduled') }}
 
 ),
 
 final as (
 
     select
-        featurized.*,
-        cast(case when labels.item_id is not null then 1 else 0 end as {{ dbt.type_bigint() }})
-            as label
+        labelled.*,
+        snapshots.split
 
-    from featurized
-    left join labels
-        on
-            featurized.snapshot_date = labels.snapshot_date
-            and featurized.user_id = labels.user_id
-            and featurized.item_id = labels.item_id
+    from labelled
+    inner join snapshots
+        on labelled.snapshot_date = snapshots.snapshot_date
 
 ),
 

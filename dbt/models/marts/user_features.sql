@@ -1,7 +1,5 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id']
-    ))
+    config(incremental_by_snapshot(cluster_by=['user_id']))
 }}
 -- User features at each snapshot, from events strictly before it.
 
@@ -16,12 +14,14 @@ interactions as (
 snapshot_days as (
 
     select * from {{ ref('int_snapshot_days') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 
 user_items as (
 
     select * from {{ ref('int_user_items_snapshotted') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 
@@ -34,6 +34,7 @@ users as (
 affinities as (
 
     select * from {{ ref('int_user_category_affinities') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 

@@ -4,9 +4,10 @@
     )
 }}
 -- Candidates with the user, item and user-item features of their snapshot: the one place the
--- feature joins are written, shared by training examples and scoring candidates. Ephemeral: the
--- two marts read disjoint splits, so each joins only its own rows and the wide result is
--- written once, in the mart, instead of twice.
+-- feature joins are written, shared by the labelled candidates and the scoring candidates.
+-- Ephemeral: the two read disjoint snapshots, so each joins only its own rows and the wide
+-- result is written once, in the model, instead of twice. No split here: which split a
+-- snapshot belongs to changes as label windows close, while these rows never do.
 
 with
 
@@ -34,18 +35,11 @@ affinities as (
 
 ),
 
-snapshots as (
-
-    select * from {{ ref('int_snapshots_scheduled') }}
-
-),
-
 featurized as (
 
     select
         candidates.user_id,
         candidates.item_id,
-        snapshots.split,
         user_features.segment as user_segment,
         item_features.category as item_category,
         candidates.covisitation_score,
@@ -78,8 +72,6 @@ featurized as (
         candidates.snapshot_date
 
     from candidates
-    inner join snapshots
-        on candidates.snapshot_date = snapshots.snapshot_date
     left join user_features
         on
             candidates.snapshot_date = user_features.snapshot_date

@@ -1,7 +1,5 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['item_id']
-    ))
+    config(incremental_by_snapshot(cluster_by=['item_id']))
 }}
 -- For each snapshot, each item's strongest co-visited neighbours over the lookback window
 -- before it, capped per item so candidate generation stays bounded.
@@ -17,7 +15,7 @@ pairs as (
 snapshot_days as (
 
     select * from {{ ref('int_snapshot_days') }}
-    where days_ago <= {{ var('covisit_lookback_days') }}
+    where days_ago <= {{ var('covisit_lookback_days') }} and {{ snapshots_to_rebuild() }}
 
 ),
 

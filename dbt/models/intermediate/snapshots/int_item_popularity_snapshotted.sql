@@ -1,7 +1,5 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['item_id']
-    ))
+    config(incremental_by_snapshot(cluster_by=['item_id']))
 }}
 {%- set windows = var('popularity_windows_days') -%}
 {%- set rank_window = var('popularity_rank_window_days') -%}
@@ -19,7 +17,7 @@ with
 interactions as (
 
     select * from {{ ref('int_interactions_before_snapshots') }}
-    where days_ago <= {{ windows | max }}
+    where days_ago <= {{ windows | max }} and {{ snapshots_to_rebuild() }}
 
 ),
 

@@ -7,9 +7,12 @@
         ~ "test window would leak into validation. Fix the vars in dbt/dbt_project.yml."
     ) }}
 {%- endif -%}
--- The spine every mart is keyed on: cutoffs every `snapshot_interval_days`, counted back from
--- the day after the last event. The latest cutoff is for scoring (no labels yet), the one before
--- for test, then validation, then training; splits are by time, never at random.
+-- The spine every mart is keyed on. Labelled cutoffs lie on a fixed calendar: every
+-- `snapshot_interval_days` from `snapshot_calendar_anchor`, so appending a day of events moves
+-- no cutoff and a snapshot whose label window has closed never changes (incremental builds keep
+-- it as stored). The latest calendar cutoff whose label window has closed by the last event is
+-- test, the one before validation, the `train_snapshots` before that train; scoring is the day
+-- after the last event (no labels yet). Splits are by time, never at random.
 
 with
 
@@ -29,25 +32,69 @@ bounds as (
 
 ),
 
+-- The latest calendar cutoff whose label window ends by the scoring date (is closed).
+latest_closed as (
+
+    select
+        first_event_date,
+        scoring_date,
+        cast({{ dbt.dateadd(
+            'day',
+            interval_days ~ ' * cast(floor(' ~ dbt.datediff(
+                "cast('" ~ var('snapshot_calendar_anchor') ~ "' as date)",
+                dbt.dateadd('day', -label_window_days, 'scoring_date'),
+                'day'
+            ) ~ ' / ' ~ interval_days ~ ') as ' ~ dbt.type_bigint() ~ ')',
+            "cast('" ~ var('snapshot_calendar_anchor') ~ "' as date)"
+        ) }} as date) as test_date
+
+    from bounds
+
+),
+
 offsets as (
 
-    {{ dbt.generate_series(var('train_snapshots') + 3) }}
+    {{ dbt.generate_series(var('train_snapshots') + 2) }}
+
+),
+
+labelled as (
+
+    select
+        offsets.generated_number as closed_rank,
+        cast({{ dbt.dateadd(
+            'day',
+            '-' ~ interval_days ~ ' * (offsets.generated_number - 1)',
+            'latest_closed.test_date'
+        ) }} as date) as snapshot_date,
+        latest_closed.first_event_date
+
+    from offsets
+    cross join latest_closed
 
 ),
 
 spine as (
 
     select
-        offsets.generated_number - 1 as snapshots_before_latest,
-        cast({{ dbt.dateadd(
-            'day',
-            '-' ~ interval_days ~ ' * (offsets.generated_number - 1)',
-            'bounds.scoring_date'
-        ) }} as date) as snapshot_date,
-        bounds.first_event_date
+        snapshot_date,
+        case closed_rank
+            when 1 then 'test'
+            when 2 then 'validation'
+            else 'train'
+        end as split,
+        first_event_date
 
-    from offsets
-    cross join bounds
+    from labelled
+
+    union all
+
+    select
+        scoring_date as snapshot_date,
+        'scoring' as split,
+        first_event_date
+
+    from bounds
 
 ),
 
@@ -55,12 +102,7 @@ scheduled as (
 
     select
         snapshot_date,
-        case snapshots_before_latest
-            when 0 then 'scoring'
-            when 1 then 'test'
-            when 2 then 'validation'
-            else 'train'
-        end as split,
+        split,
         cast({{ dbt.dateadd('day', label_window_days, 'snapshot_date') }} as date)
             as label_window_end_date
 

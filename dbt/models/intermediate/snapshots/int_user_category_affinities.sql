@@ -1,7 +1,5 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id']
-    ))
+    config(incremental_by_snapshot(cluster_by=['user_id']))
 }}
 -- How much of each user's recent interaction weight went to each category, before each
 -- snapshot: the category-affinity candidate source and a user-item feature.
@@ -11,7 +9,7 @@ with
 interactions as (
 
     select * from {{ ref('int_interactions_before_snapshots') }}
-    where days_ago <= {{ var('category_affinity_lookback_days') }}
+    where days_ago <= {{ var('category_affinity_lookback_days') }} and {{ snapshots_to_rebuild() }}
 
 ),
 

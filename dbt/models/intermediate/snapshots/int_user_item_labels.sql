@@ -1,7 +1,5 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
-    ))
+    config(incremental_by_snapshot(cluster_by=['user_id', 'item_id']))
 }}
 -- What each user positively interacted with in the label window after each snapshot. Only
 -- events at or after the snapshot count here; features only ever see events before it.
@@ -17,7 +15,7 @@ events as (
 snapshots as (
 
     select * from {{ ref('int_snapshots_scheduled') }}
-    where split != 'scoring'
+    where split != 'scoring' and {{ snapshots_to_rebuild() }}
 
 ),
 

@@ -1,7 +1,5 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
-    ))
+    config(incremental_by_snapshot(cluster_by=['user_id', 'item_id']))
 }}
 -- What each user did with each item before each snapshot: the history candidate generation
 -- starts from (recent items) and excludes (already seen items).
@@ -11,6 +9,7 @@ with
 interactions as (
 
     select * from {{ ref('int_interactions_before_snapshots') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 

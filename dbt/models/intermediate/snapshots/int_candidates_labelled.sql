@@ -1,0 +1,51 @@
+{{
+    config(incremental_by_snapshot(cluster_by=['user_id', 'item_id']))
+}}
+-- Every candidate at every labelled snapshot with its features and its label: did the user
+-- positively interact with the item within the label window after the snapshot? Stored per
+-- snapshot and final once the label window has closed; the split (which moves from test to
+-- validation to train as later windows close) and the train negative sampling are applied in
+-- training_examples, from the spine, so the stored rows never change.
+
+with
+
+snapshots as (
+
+    select * from {{ ref('int_snapshots_scheduled') }}
+    where split != 'scoring' and {{ snapshots_to_rebuild() }}
+
+),
+
+featurized as (
+
+    select * from {{ ref('int_candidates_featurized') }}
+    where {{ snapshots_to_rebuild() }}
+
+),
+
+labels as (
+
+    select * from {{ ref('int_user_item_labels') }}
+    where {{ snapshots_to_rebuild() }}
+
+),
+
+final as (
+
+    select
+        featurized.*,
+        cast(case when labels.item_id is not null then 1 else 0 end as {{ dbt.type_bigint() }})
+            as label
+
+    from featurized
+    inner join snapshots
+        on featurized.snapshot_date = snapshots.snapshot_date
+    left join labels
+        on
+            featurized.snapshot_date = labels.snapshot_date
+            and featurized.user_id = labels.user_id
+            and featurized.item_id = labels.item_id
+
+)
+
+select * from final
