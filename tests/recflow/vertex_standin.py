@@ -23,15 +23,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from string import Template
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from local_http import serve_http
+
 RECORDINGS = Path(__file__).resolve().parent / "recorded_vertex"
 PROJECT_NUMBER = "123456789012"
-STOP_TIMEOUT_S = 5.0
 
 Reply = tuple[int, Any]
 
@@ -299,16 +300,6 @@ def vertex_model_registry(
 ) -> Iterator[VertexModelRegistry]:
     """The stand-in on 127.0.0.1 (a free port), serving `state`."""
     state = state or VertexModelRegistry()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(_Routes(state)))
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.05,), name="vertex-standin", daemon=True
-    )
-    thread.start()
-    try:
+    with serve_http(_handler_for(_Routes(state)), name="vertex-standin") as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(STOP_TIMEOUT_S)

@@ -8,16 +8,16 @@ fork's read-only token).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from local_http import serve_http
 
 from recflow.cli import main as recflow_main
 from recflow.review.comment import DEFAULT_MARKER, MAX_BODY_CHARS, sticky_body
@@ -127,17 +127,9 @@ def _handler(state: GitHubStandin) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def github() -> Iterator[GitHubStandin]:
     state = GitHubStandin()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serve_http(_handler(state), name="github-standin") as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def _event(path: Path, fork: bool) -> Path:

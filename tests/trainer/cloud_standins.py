@@ -26,7 +26,7 @@ from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -41,6 +41,7 @@ from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
 from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
     BigQueryReadGrpcTransport,
 )
+from local_http import serve_http
 
 RECORDINGS = Path(__file__).resolve().parent / "recorded_bigquery"
 PROJECT = "recflow-test"
@@ -367,19 +368,9 @@ def _handler_for(routes: _BigQueryRoutes) -> type[BaseHTTPRequestHandler]:
 def recorded_bigquery(state: RecordedBigQuery | None = None) -> Iterator[RecordedBigQuery]:
     """The BigQuery REST stand-in on 127.0.0.1, serving `state`'s recordings."""
     state = state or RecordedBigQuery()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(_BigQueryRoutes(state)))
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.05,), name="bigquery-standin", daemon=True
-    )
-    thread.start()
-    try:
+    with serve_http(_handler_for(_BigQueryRoutes(state)), name="bigquery-standin") as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(STOP_TIMEOUT_S)
 
 
 # --- BigQuery Storage Read API (gRPC) -------------------------------------------------------------
