@@ -1,15 +1,75 @@
-"""One way to run the tests' HTTP stand-ins (BigQuery, Vertex AI, GitHub): a threaded server on
-127.0.0.1 at a free port, stopped when the context exits. Importable from every test folder
+"""What the tests' HTTP stand-ins (BigQuery, Vertex AI, GitHub) share: a threaded server on
+127.0.0.1 at a free port, stopped when the context exits; the request a client sent; a handler
+that answers JSON; recorded response bodies with placeholders. Importable from every test folder
 because pytest puts tests/ (where the root conftest.py lives) on sys.path."""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from string import Template
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 STOP_TIMEOUT_S = 5.0
+
+# status, JSON body (None: no body), extra response headers
+Reply = tuple[int, Any, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """One HTTP request a client sent to a stand-in."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+def json_handler(
+    respond: Callable[[SentRequest], Reply], *, unquote_path: bool = False
+) -> type[BaseHTTPRequestHandler]:
+    """A request handler that passes every request to `respond` and writes its JSON reply."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("content-length") or 0)
+            request = SentRequest(
+                method=self.command,
+                path=unquote(parts.path) if unquote_path else parts.path,
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={name.lower(): value for name, value in self.headers.items()},
+                body=self.rfile.read(length),
+            )
+            status, body, headers = respond(request)
+            payload = b"" if body is None else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = _serve  # noqa: N815 - http.server's naming
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the tests assert on the requests the stand-in recorded."""
+
+    return Handler
 
 
 @contextmanager
@@ -25,3 +85,21 @@ def serve_http(handler: type[BaseHTTPRequestHandler], *, name: str) -> Iterator[
         server.shutdown()
         server.server_close()
         thread.join(STOP_TIMEOUT_S)
+
+
+def fill_recording(path: Path, values: Mapping[str, Any]) -> Any:
+    """A recorded JSON body with its `$name` placeholders filled in (a whole-string placeholder
+    may be replaced by any JSON value, e.g. a job's configuration)."""
+    return _fill(json.loads(path.read_text()), values)
+
+
+def _fill(node: Any, values: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        return {key: _fill(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_fill(value, values) for value in node]
+    if isinstance(node, str):
+        if node.startswith("$") and node[1:] in values:
+            return values[node[1:]]
+        return Template(node).safe_substitute({k: str(v) for k, v in values.items()})
+    return node

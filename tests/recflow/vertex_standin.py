@@ -15,38 +15,23 @@ Not a conftest: test modules import it by name.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from string import Template
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from local_http import serve_http
+from local_http import Reply as HttpReply
+from local_http import SentRequest, fill_recording, json_handler, serve_http
 
 RECORDINGS = Path(__file__).resolve().parent / "recorded_vertex"
 PROJECT_NUMBER = "123456789012"
 
 Reply = tuple[int, Any]
-
-
-@dataclass(frozen=True)
-class SentRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
 
 
 @dataclass
@@ -81,21 +66,8 @@ class VertexModelRegistry:
 
 
 def recorded(name: str, **values: Any) -> Any:
-    """A recorded body with `$name` placeholders filled (a whole-string placeholder may become
-    any JSON value)."""
-    return _fill(json.loads((RECORDINGS / f"{name}.json").read_text()), values)
-
-
-def _fill(node: Any, values: Mapping[str, Any]) -> Any:
-    if isinstance(node, dict):
-        return {key: _fill(value, values) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_fill(value, values) for value in node]
-    if isinstance(node, str):
-        if node.startswith("$") and node[1:] in values:
-            return values[node[1:]]
-        return Template(node).safe_substitute({k: str(v) for k, v in values.items()})
-    return node
+    """A recorded body with `$name` placeholders filled (see local_http.fill_recording)."""
+    return fill_recording(RECORDINGS / f"{name}.json", values)
 
 
 def _now() -> str:
@@ -262,36 +234,14 @@ class _Routes:
         return HTTPStatus.NOT_FOUND, recorded("error_not_found_model")
 
 
-def _handler_for(routes: _Routes) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _respond(routes: _Routes) -> Callable[[SentRequest], HttpReply]:
+    def respond(request: SentRequest) -> HttpReply:
+        with routes.state._lock:
+            routes.state.requests.append(request)
+            status, body = routes.handle(request)
+        return status, body, {}
 
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("content-length") or 0)
-            request = SentRequest(
-                method=self.command,
-                path=unquote(parts.path),
-                query=parse_qs(parts.query, keep_blank_values=True),
-                headers={name.lower(): value for name, value in self.headers.items()},
-                body=self.rfile.read(length),
-            )
-            with routes.state._lock:
-                routes.state.requests.append(request)
-                status, body = routes.handle(request)
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = _serve  # noqa: N815 - http.server's naming
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: tests assert on `requests`."""
-
-    return Handler
+    return respond
 
 
 @contextmanager
@@ -300,6 +250,7 @@ def vertex_model_registry(
 ) -> Iterator[VertexModelRegistry]:
     """The stand-in on 127.0.0.1 (a free port), serving `state`."""
     state = state or VertexModelRegistry()
-    with serve_http(_handler_for(_Routes(state)), name="vertex-standin") as url:
+    handler = json_handler(_respond(_Routes(state)), unquote_path=True)
+    with serve_http(handler, name="vertex-standin") as url:
         state.url = url
         yield state

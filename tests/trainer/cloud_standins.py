@@ -21,16 +21,13 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from string import Template
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import gcsfs
 import grpc
@@ -41,7 +38,7 @@ from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
 from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
     BigQueryReadGrpcTransport,
 )
-from local_http import serve_http
+from local_http import Reply, SentRequest, fill_recording, json_handler, serve_http
 
 RECORDINGS = Path(__file__).resolve().parent / "recorded_bigquery"
 PROJECT = "recflow-test"
@@ -88,20 +85,6 @@ def storage_emulator(*buckets: str) -> Iterator[EmulatedStorage]:
 
 
 # --- BigQuery REST --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SentRequest:
-    """One HTTP request a client sent to a stand-in."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -155,25 +138,9 @@ class RecordedBigQuery:
         )
 
 
-Reply = tuple[int, Any, Mapping[str, str]]
-
-
 def recorded(name: str, **values: Any) -> Any:
-    """A recorded body with its `$name` placeholders filled in (a whole-string placeholder may
-    be replaced by any JSON value, e.g. the job's configuration)."""
-    return _fill(json.loads((RECORDINGS / f"{name}.json").read_text()), values)
-
-
-def _fill(node: Any, values: Mapping[str, Any]) -> Any:
-    if isinstance(node, dict):
-        return {key: _fill(value, values) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_fill(value, values) for value in node]
-    if isinstance(node, str):
-        if node.startswith("$") and node[1:] in values:
-            return values[node[1:]]
-        return Template(node).safe_substitute({k: str(v) for k, v in values.items()})
-    return node
+    """A recorded body with its `$name` placeholders filled in (see local_http.fill_recording)."""
+    return fill_recording(RECORDINGS / f"{name}.json", values)
 
 
 class _BigQueryRoutes:
@@ -198,6 +165,7 @@ class _BigQueryRoutes:
         ]
 
     def handle(self, request: SentRequest) -> Reply:
+        self.state.record(request)
         for method, pattern, handler in self.routes:
             match = re.fullmatch(pattern, request.path)
             if match and method == request.method:
@@ -331,44 +299,12 @@ def _multipart_parts(request: SentRequest) -> tuple[bytes, bytes]:
     return metadata, data
 
 
-def _handler_for(routes: _BigQueryRoutes) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("content-length") or 0)
-            request = SentRequest(
-                method=self.command,
-                path=parts.path,
-                query=parse_qs(parts.query, keep_blank_values=True),
-                headers={name.lower(): value for name, value in self.headers.items()},
-                body=self.rfile.read(length),
-            )
-            routes.state.record(request)
-            status, body, headers = routes.handle(request)
-            payload = b"" if body is None else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PUT = _serve  # noqa: N815 - http.server's naming
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the tests assert on `requests` instead."""
-
-    return Handler
-
-
 @contextmanager
 def recorded_bigquery(state: RecordedBigQuery | None = None) -> Iterator[RecordedBigQuery]:
     """The BigQuery REST stand-in on 127.0.0.1, serving `state`'s recordings."""
     state = state or RecordedBigQuery()
-    with serve_http(_handler_for(_BigQueryRoutes(state)), name="bigquery-standin") as url:
+    handler = json_handler(_BigQueryRoutes(state).handle)
+    with serve_http(handler, name="bigquery-standin") as url:
         state.url = url
         yield state
 
