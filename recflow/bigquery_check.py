@@ -471,10 +471,19 @@ def _write_offline_profile(project_dir: Path, project: Mapping[str, Any], work_d
 
 
 def _write_fake_service_account_key(path: Path) -> None:
-    """A well-formed service-account key file for a project that does not exist.
+    """A well-formed service-account key file for a project that does not exist, whose token URI
+    is a closed local port, so even a token request would fail locally, at once."""
+    write_service_account_key(
+        path,
+        project=FAKE_PROJECT,
+        account="offline-check",
+        token_uri=f"http://{_CLOSED_LOCAL_ENDPOINT}/token",
+    )
 
-    The RSA key is generated here and never leaves the work directory; the token URI is a
-    closed local port, so even a token request would fail locally, at once.
+
+def write_service_account_key(path: Path, *, project: str, account: str, token_uri: str) -> Path:
+    """A service-account key file with an RSA key generated here (it never leaves `path`): the
+    auth library signs a JWT with it and exchanges it at `token_uri`. Readable by the owner only.
     """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -487,16 +496,17 @@ def _write_fake_service_account_key(path: Path) -> None:
     ).decode()
     keyfile = {
         "type": "service_account",
-        "project_id": FAKE_PROJECT,
+        "project_id": project,
         "private_key_id": secrets.token_hex(20),
         "private_key": pem,
-        "client_email": f"offline-check@{FAKE_PROJECT}.iam.gserviceaccount.com",
+        "client_email": f"{account}@{project}.iam.gserviceaccount.com",
         "client_id": "0",
-        "auth_uri": f"http://{_CLOSED_LOCAL_ENDPOINT}/auth",
-        "token_uri": f"http://{_CLOSED_LOCAL_ENDPOINT}/token",
+        "auth_uri": f"{token_uri.rsplit('/', 1)[0]}/auth",
+        "token_uri": token_uri,
     }
     path.write_text(json.dumps(keyfile))
     path.chmod(0o600)
+    return path
 
 
 def _offline_environment(keyfile: Path) -> dict[str, str]:

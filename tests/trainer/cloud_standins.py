@@ -40,6 +40,8 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
 )
 from local_http import Reply, SentRequest, fill_recording, json_handler, serve_http
 
+from recflow import bigquery_check
+
 RECORDINGS = Path(__file__).resolve().parent / "recorded_bigquery"
 PROJECT = "recflow-test"
 STOP_TIMEOUT_S = 5.0
@@ -431,26 +433,6 @@ def standin_bigquery_read(tables: dict[str, pa.Table]) -> Iterator[StandinBigQue
 def write_service_account_key(path: Path, token_uri: str) -> Path:
     """A service account key file (a fresh RSA key) whose token endpoint is `token_uri`: the
     auth library signs a JWT with it and exchanges it there, as at oauth2.googleapis.com."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": uuid.uuid4().hex,
-                "private_key": pem,
-                "client_email": f"trainer@{PROJECT}.iam.gserviceaccount.com",
-                "client_id": "100000000000000000001",
-                "token_uri": token_uri,
-            }
-        )
+    return bigquery_check.write_service_account_key(
+        path, project=PROJECT, account="trainer", token_uri=token_uri
     )
-    return path
