@@ -33,13 +33,14 @@ INCREMENTAL_MODELS = (
     "user_features",
     "item_features",
     "candidates",
+    # Also rebuilds the snapshots whose split moved (sampling follows the split).
+    "training_examples",
 )
 COMPARED_MODELS = (
     *INCREMENTAL_MODELS,
     "stg_app__quarantined_rows",
     "int_snapshots_scheduled",
     "int_snapshot_days",
-    "training_examples",
     "scoring_candidates",
     "label_window_positives",
 )

@@ -27,17 +27,31 @@
     and duplicates of already stored events are recognised. `where` narrows which rows define
     "already in the table". -#}
 {% macro incremental_window_start(date_column, where=none) %}
-    (
+    {%- set latest_stored = 'max(' ~ date_column ~ ')' -%}
+    {%- set query -%}
         select
             coalesce(
-                cast({{ dbt.dateadd(
-                    'day', -var('incremental_lookback_days'), 'max(' ~ date_column ~ ')'
-                ) }} as date),
+                cast({{ dbt.dateadd('day', -var('incremental_lookback_days'), latest_stored) }}
+                    as date),
                 cast('1900-01-01' as date)
             )
         from {{ this }}
         {%- if where %}
         where {{ where }}
         {%- endif %}
-    )
+    {%- endset -%}
+    {{ stored_date_bound(query) }}
+{% endmacro %}
+
+{#- A date computed from the model's stored table by `query` (one row, one DATE column), as a
+    literal: a constant the engine pushes into scans, which BigQuery needs to prune partitions
+    (a scalar subquery would scan them all). When the warehouse cannot be asked (parsing, or the
+    offline BigQuery compile check) it is the scalar subquery itself, which means the same. -#}
+{% macro stored_date_bound(query) %}
+    {%- if execute and var('recflow_offline_compile', none) is none -%}
+        {%- set bound = run_query(query).columns[0].values()[0] -%}
+        cast('{{ bound }}' as date)
+    {%- else -%}
+        ({{ query }})
+    {%- endif -%}
 {% endmacro %}

@@ -1,7 +1,5 @@
 {{
-    config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
-    ))
+    config(incremental_by_snapshot(cluster_by=['user_id', 'item_id']))
 }}
 -- One row per candidate at every labelled snapshot, with its features and its label (from
 -- int_candidates_labelled, stored per snapshot). `split` holds out the latest labelled
@@ -11,6 +9,8 @@
 -- stays, and a hash of the row's key decides which negatives do, so a rebuild keeps the same
 -- rows. Validation and test keep every candidate, so early stopping and the evaluation rank the
 -- full lists.
+-- Incremental per snapshot, like int_candidates_labelled, and a snapshot whose split moved (a
+-- label window closed) is rebuilt too, since the sampling follows the split.
 
 {%- set negative_percent = var('train_negative_sample_percent') %}
 
@@ -19,6 +19,7 @@ with
 labelled as (
 
     select * from {{ ref('int_candidates_labelled') }}
+    where {{ snapshots_to_rebuild(labelled_only=true) }} or {{ snapshots_whose_split_changed() }}
 
 ),
 

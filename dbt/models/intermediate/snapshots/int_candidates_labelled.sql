@@ -12,21 +12,21 @@ with
 snapshots as (
 
     select * from {{ ref('int_snapshots_scheduled') }}
-    where split != 'scoring' and {{ snapshots_to_rebuild() }}
+    where split != 'scoring' and {{ snapshots_to_rebuild(labelled_only=true) }}
 
 ),
 
 featurized as (
 
     select * from {{ ref('int_candidates_featurized') }}
-    where {{ snapshots_to_rebuild() }}
+    where {{ snapshots_to_rebuild(labelled_only=true) }}
 
 ),
 
 labels as (
 
     select * from {{ ref('int_user_item_labels') }}
-    where {{ snapshots_to_rebuild() }}
+    where {{ snapshots_to_rebuild(labelled_only=true) }}
 
 ),
 

@@ -15,7 +15,7 @@ events as (
 snapshots as (
 
     select * from {{ ref('int_snapshots_scheduled') }}
-    where split != 'scoring' and {{ snapshots_to_rebuild() }}
+    where split != 'scoring' and {{ snapshots_to_rebuild(labelled_only=true) }}
 
 ),
 
