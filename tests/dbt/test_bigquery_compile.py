@@ -108,7 +108,7 @@ def test_sources_and_models_resolve_to_the_projects_and_datasets_from_the_enviro
         ("int_candidates_labelled", "incremental", "snapshot_date", ["user_id", "item_id"]),
         ("candidates", "incremental", "snapshot_date", ["user_id", "item_id"]),
         ("user_features", "incremental", "snapshot_date", ["user_id"]),
-        ("training_examples", "table", "snapshot_date", ["user_id", "item_id"]),
+        ("training_examples", "incremental", "snapshot_date", ["user_id", "item_id"]),
         ("scoring_candidates", "table", "snapshot_date", ["user_id", "item_id"]),
     ],
 )
@@ -120,8 +120,8 @@ def test_event_and_snapshot_tables_are_partitioned_by_day_and_clustered_on_bigqu
     cluster_by: list[str],
 ) -> None:
     """Event-driven and per-snapshot models replace whole day partitions (insert_overwrite);
-    the marts rebuilt from stored snapshots are tables; all are partitioned by day and clustered
-    on their keys."""
+    scoring_candidates, rebuilt from the day's snapshot, is a table; all are partitioned by day
+    and clustered on their keys."""
     assert project_check.manifest_path is not None
     node = json.loads(project_check.manifest_path.read_text())["nodes"][f"model.recflow.{model}"]
     assert node["config"]["materialized"] == materialized
