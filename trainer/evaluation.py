@@ -45,27 +45,48 @@ def ranked_lists(rows: pd.DataFrame, order_by: str, *, k: int, descending: bool)
 
     Lists are sorted by user_id, then `order_by`, ties broken by item_id (then row order).
     """
-    positions, rank = top_k_positions(rows, order_by, k=k, descending=descending)
-    return pd.DataFrame(
-        {
-            "user_id": rows["user_id"].take(positions).reset_index(drop=True),
-            "item_id": rows["item_id"].take(positions).reset_index(drop=True),
-            "rank": rank,
-        }
-    )
+    return RankingKeys.of(rows).ranked_lists(order_by, k=k, descending=descending)
 
 
 def top_k_positions(
     rows: pd.DataFrame, order_by: str, *, k: int, descending: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions in `rows` of each user's top-k rows by `order_by`, and their 1-based ranks."""
-    return ordering.top_k_per_group(
-        ordering.sort_codes(rows["user_id"]),
-        rows[order_by].to_numpy(dtype=np.float64, na_value=np.nan),
-        ordering.sort_codes(rows["item_id"]),
-        k=k,
-        descending=descending,
-    )
+    return RankingKeys.of(rows).top_k_positions(order_by, k=k, descending=descending)
+
+
+@dataclass(frozen=True)
+class RankingKeys:
+    """Candidate rows with their user and item sort codes, computed once for many rankings."""
+
+    rows: pd.DataFrame
+    user_codes: np.ndarray
+    item_codes: np.ndarray
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> RankingKeys:
+        return cls(rows, ordering.sort_codes(rows["user_id"]), ordering.sort_codes(rows["item_id"]))
+
+    def top_k_positions(
+        self, order_by: str, *, k: int, descending: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return ordering.top_k_per_group(
+            self.user_codes,
+            self.rows[order_by].to_numpy(dtype=np.float64, na_value=np.nan),
+            self.item_codes,
+            k=k,
+            descending=descending,
+        )
+
+    def ranked_lists(self, order_by: str, *, k: int, descending: bool) -> pd.DataFrame:
+        positions, rank = self.top_k_positions(order_by, k=k, descending=descending)
+        return pd.DataFrame(
+            {
+                "user_id": self.rows["user_id"].take(positions).reset_index(drop=True),
+                "item_id": self.rows["item_id"].take(positions).reset_index(drop=True),
+                "rank": rank,
+            }
+        )
 
 
 def popularity_list(item_features: pd.DataFrame, popularity_rank: str, *, k: int) -> list[str]:
@@ -115,9 +136,10 @@ def evaluate(
     users = positives["user_id"].unique()
     catalogue_size = int(item_features["item_id"].nunique())
 
-    lists = {"model": ranked_lists(test_rows, SCORE, k=k, descending=True)}
+    keys = RankingKeys.of(test_rows)
+    lists = {"model": keys.ranked_lists(SCORE, k=k, descending=True)}
     for source, rank_column in spec.source_ranks.items():
-        lists[f"source:{source}"] = ranked_lists(test_rows, rank_column, k=k, descending=False)
+        lists[f"source:{source}"] = keys.ranked_lists(rank_column, k=k, descending=False)
     lists["global_popularity"] = lists["model"].iloc[0:0]  # everyone gets the fallback
     lists = {name: with_fallback(ranked, users, fallback) for name, ranked in lists.items()}
 
@@ -126,8 +148,8 @@ def evaluate(
         "warm_users": positives[positives["user_id"].isin(warm_users)],
         "all_users": positives,
     }
-    max_candidates = int(test_rows.groupby("user_id").size().max()) if len(test_rows) else 1
-    all_candidates = ranked_lists(test_rows, SCORE, k=max_candidates, descending=True)
+    max_candidates = int(np.bincount(keys.user_codes).max()) if len(test_rows) else 1
+    all_candidates = keys.ranked_lists(SCORE, k=max_candidates, descending=True)
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     candidate_recall: dict[str, float] = {}
     for segment, segment_positives in segments.items():
