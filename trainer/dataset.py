@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trainer import ordering
 from trainer.errors import TrainerInputError
 from trainer.feature_spec import FeatureSpec
 
@@ -28,7 +30,7 @@ class RankingData:
         return len(self.group_sizes)
 
 
-def to_frame(table: pa.Table, spec: FeatureSpec) -> pd.DataFrame:
+def to_frame(table: pa.Table, spec: FeatureSpec, *, sort_by: Sequence[str] = ()) -> pd.DataFrame:
     """Arrow to pandas in one pass, with the memory of a 10M-row table in mind.
 
     Categorical features become pandas categories (LightGBM reads them as categorical and
@@ -37,20 +39,33 @@ def to_frame(table: pa.Table, spec: FeatureSpec) -> pd.DataFrame:
     LightGBM bins them at anyway: float64 ones always, integer ones (counts, ranks, days) when
     every value is exact in float32 (|x| <= 2^24). With every feature float32 or boolean,
     LightGBM's own matrix for training and scoring is float32 too, half the memory of float64.
-    `table` is consumed: Arrow frees each column as soon as pandas holds it, so the two copies
-    never coexist.
+    `sort_by` columns order the rows (stable, ascending, nulls last), applied column by column
+    after narrowing, so no second copy of the wide table is made.
+    `table` is consumed: each column is released as soon as its narrowed copy exists, so pass a
+    table nothing else holds and the two copies never coexist.
     """
+    names = table.column_names
+    source = table.columns
+    order = (
+        ordering.lexicographic_order([ordering.sort_codes(table[name]) for name in sort_by])
+        if sort_by
+        else None
+    )
+    del table
     categorical = set(spec.categorical)
     narrowed = set(spec.features) - categorical
     columns = []
-    for name, column in zip(table.column_names, table.columns, strict=True):
+    for name in names:
+        column = source.pop(0)
         if name in categorical:
             column = pc.dictionary_encode(column)
         elif name in narrowed and _exact_in_float32(column):
             column = column.cast(pa.float32())
+        if order is not None:
+            column = column.take(order)
         columns.append(column)
-    converted = pa.Table.from_arrays(columns, names=table.column_names)
-    del table, columns
+    converted = pa.Table.from_arrays(columns, names=names)
+    del columns
     frame = converted.to_pandas(split_blocks=True, self_destruct=True)
     for name in spec.categorical:
         # Levels in sorted order, not in the order rows arrived, so a rebuild that returns the
@@ -76,18 +91,35 @@ def split_frame(
 
     Training and validation keep only groups with at least one positive: a group without one
     carries no ranking signal for lambdarank and would dilute NDCG during early stopping.
+    Rows are sorted by the group, then the keys (stable), so the order does not depend on how
+    the warehouse returned them; groups are selected and sorted on integer codes, and the
+    frame is copied once.
     """
-    rows = frame[frame[spec.split] == split]
-    if positive_groups_only and not rows.empty:
-        has_positive = rows.groupby(list(spec.group), observed=True)[spec.label].transform("max")
-        rows = rows[has_positive > 0]
-    rows = rows.sort_values([*spec.group, *spec.keys], kind="stable").reset_index(drop=True)
-    group_sizes = (
-        rows.groupby(list(spec.group), sort=False, observed=True).size().to_numpy()
-        if not rows.empty
-        else np.array([], dtype=np.int64)
-    )
-    return RankingData(frame=rows, group_sizes=group_sizes)
+    in_split = np.flatnonzero((frame[spec.split] == split).to_numpy(dtype=bool, na_value=False))
+    rows = frame.iloc[in_split]
+    sort_columns = list(dict.fromkeys([*spec.group, *spec.keys]))
+    codes = {name: ordering.sort_codes(rows[name]) for name in sort_columns}
+    group = ordering.lexicographic_order([codes[name] for name in spec.group])
+    group_id = np.empty(len(rows), dtype=np.int64)
+    group_id[group] = np.cumsum(np.r_[False, _differs([codes[name][group] for name in spec.group])])
+    if positive_groups_only and len(rows):
+        label = rows[spec.label].to_numpy(dtype=np.float64, na_value=np.nan)
+        has_positive = np.zeros(int(group_id.max()) + 1, dtype=bool)
+        has_positive[group_id[label > 0]] = True
+        keep = has_positive[group_id]
+        in_split, group_id = in_split[keep], group_id[keep]
+        codes = {name: values[keep] for name, values in codes.items()}
+    order = ordering.lexicographic_order([codes[name] for name in sort_columns])
+    selected = frame.take(in_split[order]).reset_index(drop=True)
+    return RankingData(frame=selected, group_sizes=ordering.run_lengths(group_id[order]))
+
+
+def _differs(sorted_columns: list[np.ndarray]) -> np.ndarray:
+    """Whether each row after the first differs from the previous one in any column."""
+    changed = np.zeros(max(len(sorted_columns[0]) - 1, 0), dtype=bool)
+    for column in sorted_columns:
+        changed |= column[1:] != column[:-1]
+    return changed
 
 
 def check_trainable(frame: pd.DataFrame, spec: FeatureSpec, table_name: str) -> None:

@@ -117,35 +117,57 @@ def load_tables(
     the dataset of a bq://project.dataset URI.
     """
     schema = schema or default_schema(warehouse_uri)
-
-    def read(model: str) -> pa.Table:
-        return read_table(warehouse_uri, f"{schema}.{model}" if schema else model)
-
-    examples_table = read(EXAMPLES_MODEL)
-    spec.check_columns(EXAMPLES_MODEL, examples_table.column_names, with_label=True)
-    # Sorted in Arrow, before the conversion consumes the table: a pandas sort would hold two
-    # copies of the largest frame at once. (group, keys) is unique, so the order is total.
-    order = dict.fromkeys([*spec.group, *spec.keys])
-    examples_table = examples_table.sort_by([(name, "ascending") for name in order])
-    examples = dataset.to_frame(examples_table, spec)
-    del examples_table
-    dataset.check_trainable(examples, spec, EXAMPLES_MODEL)
-    scoring_table = read(SCORING_MODEL)
-    spec.check_columns(SCORING_MODEL, scoring_table.column_names, with_label=False)
-    scoring = dataset.to_frame(scoring_table, spec)
-    del scoring_table
+    examples = load_examples(warehouse_uri, spec, schema=schema)
     return FeatureTables(
         examples=examples,
-        scoring=scoring,
-        positives=read(POSITIVES_MODEL).to_pandas(),
-        item_features=read(ITEM_FEATURES_MODEL).to_pandas(),
+        scoring=load_scoring(warehouse_uri, spec, schema=schema),
+        positives=_read(warehouse_uri, schema, POSITIVES_MODEL).to_pandas(),
+        item_features=_read(warehouse_uri, schema, ITEM_FEATURES_MODEL).to_pandas(),
     )
+
+
+def load_examples(warehouse_uri: str, spec: FeatureSpec, *, schema: str | None) -> pd.DataFrame:
+    """The training examples, checked, sorted by (group, keys) so their order is total."""
+    # The table is handed over, not kept: to_frame narrows and sorts it column by column.
+    examples = dataset.to_frame(
+        _read_checked(warehouse_uri, schema, EXAMPLES_MODEL, spec, with_label=True),
+        spec,
+        sort_by=list(dict.fromkeys([*spec.group, *spec.keys])),
+    )
+    dataset.check_trainable(examples, spec, EXAMPLES_MODEL)
+    return examples
+
+
+def load_scoring(warehouse_uri: str, spec: FeatureSpec, *, schema: str | None) -> pd.DataFrame:
+    """The candidates at the latest cutoff, checked, in the warehouse's order."""
+    return dataset.to_frame(
+        _read_checked(warehouse_uri, schema, SCORING_MODEL, spec, with_label=False), spec
+    )
+
+
+def _read(warehouse_uri: str, schema: str | None, model: str) -> pa.Table:
+    return read_table(warehouse_uri, f"{schema}.{model}" if schema else model)
+
+
+def _read_checked(
+    warehouse_uri: str, schema: str | None, model: str, spec: FeatureSpec, *, with_label: bool
+) -> pa.Table:
+    table = _read(warehouse_uri, schema, model)
+    spec.check_columns(model, table.column_names, with_label=with_label)
+    return table
 
 
 def train(tables: FeatureTables, spec: FeatureSpec, params: ranker.RankerParams) -> lgb.Booster:
     """Fit the ranker on the train split with early stopping on validation."""
+    return train_on_examples(tables.examples, spec, params)
+
+
+def train_on_examples(
+    examples: pd.DataFrame, spec: FeatureSpec, params: ranker.RankerParams
+) -> lgb.Booster:
+    """`train` on the training examples alone."""
     splits = {
-        name: dataset.split_frame(tables.examples, spec, name, positive_groups_only=True)
+        name: dataset.split_frame(examples, spec, name, positive_groups_only=True)
         for name in (dataset.TRAIN, dataset.VALIDATION)
     }
     if splits[dataset.VALIDATION].num_groups == 0:
@@ -160,13 +182,29 @@ def evaluate_model(
     booster: lgb.Booster, tables: FeatureTables, spec: FeatureSpec, *, ks: Sequence[int]
 ) -> evaluation.Evaluation:
     """The model and the baselines on the test cutoff, against all test-window positives."""
-    test_snapshot = tables.test_snapshot
-    test_rows = tables.examples[tables.examples[spec.split] == dataset.TEST]
-    test_rows = test_rows.assign(
-        **{evaluation.SCORE: ranker.predict_scores(booster, test_rows, spec)}
+    return evaluate_on_examples(
+        booster, tables.examples, tables.positives, tables.item_features, spec, ks=ks
     )
-    positives = tables.positives[tables.positives["snapshot_date"] == test_snapshot]
-    item_features = tables.item_features[tables.item_features["snapshot_date"] == test_snapshot]
+
+
+def evaluate_on_examples(
+    booster: lgb.Booster,
+    examples: pd.DataFrame,
+    positives: pd.DataFrame,
+    item_features: pd.DataFrame,
+    spec: FeatureSpec,
+    *,
+    ks: Sequence[int],
+) -> evaluation.Evaluation:
+    """`evaluate_model` on the frames themselves."""
+    in_test = (examples[spec.split] == dataset.TEST).to_numpy(dtype=bool, na_value=False)
+    test_snapshot = examples.loc[in_test, "snapshot_date"].max()
+    # Only the columns ranking and scoring read: a copy of every column is hundreds of MB.
+    needed = dict.fromkeys(["user_id", "item_id", *spec.source_ranks.values(), *spec.features])
+    test_rows = examples.loc[in_test, list(needed)].reset_index(drop=True)
+    test_rows[evaluation.SCORE] = ranker.predict_scores(booster, test_rows, spec)
+    positives = positives[positives["snapshot_date"] == test_snapshot]
+    item_features = item_features[item_features["snapshot_date"] == test_snapshot]
     return evaluation.evaluate(test_rows, positives, item_features, spec, ks=ks)
 
 
@@ -180,9 +218,29 @@ def recommend(
     generated_at: datetime | None = None,
 ) -> pa.Table:
     """Top-k recommendations per user at the latest cutoff."""
-    return recommend_module.top_k_recommendations(
+    return recommend_candidates(
+        booster,
         tables.scoring,
-        ranker.predict_scores(booster, tables.scoring, spec),
+        spec,
+        k=k,
+        model_version=model_version,
+        generated_at=generated_at,
+    )
+
+
+def recommend_candidates(
+    booster: lgb.Booster,
+    scoring: pd.DataFrame,
+    spec: FeatureSpec,
+    *,
+    k: int,
+    model_version: str,
+    generated_at: datetime | None = None,
+) -> pa.Table:
+    """`recommend` on the scoring candidates themselves."""
+    return recommend_module.top_k_recommendations(
+        scoring,
+        ranker.predict_scores(booster, scoring, spec),
         k=k,
         model_version=model_version,
         generated_at=generated_at or datetime.now(UTC),
@@ -212,13 +270,32 @@ def run(config: TrainerConfig) -> RunResult:
         writing.check_writable(config.warehouse_uri, config.recommendations_table)
     spec, manifest_sha = load_feature_spec(config.manifest_path)
     spec = spec.without_features(config.exclude_features)
-    tables = load_tables(config.warehouse_uri, spec, schema=config.features_schema)
+    schema = config.features_schema or default_schema(config.warehouse_uri)
+    # The marts are read when first needed and released when done with (not as FeatureTables),
+    # so the training examples and the scoring candidates are never in memory together.
+    examples = load_examples(config.warehouse_uri, spec, schema=schema)
+    positives = _read(config.warehouse_uri, schema, POSITIVES_MODEL).to_pandas()
+    item_features = _read(config.warehouse_uri, schema, ITEM_FEATURES_MODEL).to_pandas()
+    rows = {
+        EXAMPLES_MODEL: len(examples),
+        POSITIVES_MODEL: len(positives),
+        ITEM_FEATURES_MODEL: len(item_features),
+    }
+    training_data_sha256 = data_fingerprint(examples)
+    test_snapshot = examples.loc[examples[spec.split] == dataset.TEST, "snapshot_date"].max()
     lap("load_seconds")
-    booster = train(tables, spec, config.params)
+    booster = train_on_examples(examples, spec, config.params)
     lap("train_seconds")
-    result = evaluate_model(booster, tables, spec, ks=config.ks)
+    result = evaluate_on_examples(booster, examples, positives, item_features, spec, ks=config.ks)
+    del examples, positives, item_features
     lap("evaluate_seconds")
-    recommendations = recommend(booster, tables, spec, k=config.top_k, model_version=config.run_id)
+    scoring = load_scoring(config.warehouse_uri, spec, schema=schema)
+    rows[SCORING_MODEL] = len(scoring)
+    lap("load_scoring_seconds")
+    recommendations = recommend_candidates(
+        booster, scoring, spec, k=config.top_k, model_version=config.run_id
+    )
+    del scoring
     lap("recommend_seconds")
 
     with writing.staged_run(config.run_dir) as staged:
@@ -232,7 +309,7 @@ def run(config: TrainerConfig) -> RunResult:
         writing.write_json(staging / "feature_spec.json", spec.to_json())
         pq.write_table(
             pa.Table.from_pandas(
-                result.test_recommendations.assign(snapshot_date=tables.test_snapshot),
+                result.test_recommendations.assign(snapshot_date=test_snapshot),
                 preserve_index=False,
             ),
             staging / "test_recommendations.parquet",
@@ -245,14 +322,8 @@ def run(config: TrainerConfig) -> RunResult:
                 "run_id": config.run_id,
                 "dbt_manifest_sha256": manifest_sha,
                 "warehouse_uri": config.warehouse_uri,
-                "rows": {
-                    EXAMPLES_MODEL: len(tables.examples),
-                    SCORING_MODEL: len(tables.scoring),
-                    POSITIVES_MODEL: len(tables.positives),
-                    ITEM_FEATURES_MODEL: len(tables.item_features),
-                    "batch_recommendations": recommendations.num_rows,
-                },
-                "training_data_sha256": data_fingerprint(tables.examples),
+                "rows": {**rows, "batch_recommendations": recommendations.num_rows},
+                "training_data_sha256": training_data_sha256,
                 "best_iteration": booster.best_iteration,
                 "parameters": config.params.to_json(),
                 "excluded_features": list(spec.excluded_features),

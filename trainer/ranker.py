@@ -14,6 +14,8 @@ from trainer.feature_spec import FeatureSpec
 
 log = logging.getLogger(__name__)
 
+PREDICT_CHUNK_ROWS = 500_000
+
 
 @dataclass(frozen=True)
 class RankerParams:
@@ -81,8 +83,20 @@ def train_ranker(
 
 
 def predict_scores(booster: lgb.Booster, frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
-    """Model scores for rows holding the spec's features (higher = recommend first)."""
-    return booster.predict(frame[list(spec.features)], num_iteration=booster.best_iteration)
+    """Model scores for rows holding the spec's features (higher = recommend first).
+
+    In chunks of rows, so LightGBM's float matrix of the features never covers the whole frame.
+    """
+    features = list(spec.features)
+    if len(frame) <= PREDICT_CHUNK_ROWS:
+        return booster.predict(frame[features], num_iteration=booster.best_iteration)
+    scores = np.empty(len(frame), dtype=np.float64)
+    for start in range(0, len(frame), PREDICT_CHUNK_ROWS):
+        chunk = frame.iloc[start : start + PREDICT_CHUNK_ROWS][features]
+        scores[start : start + len(chunk)] = booster.predict(
+            chunk, num_iteration=booster.best_iteration
+        )
+    return scores
 
 
 def feature_importance(booster: lgb.Booster) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from trainer.evaluation import SCORE, ranked_lists
+from trainer.evaluation import SCORE, top_k_positions
 
 RECOMMENDATIONS_SCHEMA = pa.schema(
     [
@@ -32,10 +32,12 @@ def top_k_recommendations(
     generated_at: datetime,
 ) -> pa.Table:
     """Each user's k best-scored candidates, ranked 1..k, in the warehouse table's schema."""
-    scored = scoring_rows[["user_id", "item_id", "snapshot_date"]].assign(**{SCORE: scores})
-    top = ranked_lists(scored, SCORE, k=k, descending=True).merge(
-        scored, on=["user_id", "item_id"], how="left", validate="one_to_one"
-    )
+    keys = scoring_rows[["user_id", "item_id", "snapshot_date"]]
+    positions, rank = top_k_positions(keys.assign(**{SCORE: scores}), SCORE, k=k, descending=True)
+    top = keys.take(positions).reset_index(drop=True)
+    top = top.assign(rank=rank, **{SCORE: np.asarray(scores)[positions]})
+    if top.duplicated(["user_id", "item_id"]).any():
+        raise ValueError("scoring rows repeat a (user_id, item_id) pair: it would be ranked twice")
     frame = pd.DataFrame(
         {
             "user_id": top["user_id"],

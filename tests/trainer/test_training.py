@@ -67,6 +67,7 @@ TIMINGS = {
     "load_seconds",
     "train_seconds",
     "evaluate_seconds",
+    "load_scoring_seconds",
     "recommend_seconds",
     "write_artifacts_seconds",
 }

@@ -8,6 +8,9 @@
 --   category:     the most popular items of the user's two favourite categories
 -- Items the user already interacted with are removed before each source keeps its top
 -- `candidates_per_source`, so every source offers that many new items (unless configured).
+-- Cost at scale is the rows that reach the seen-item anti-join, the per-source rank and the
+-- pivot, so the popularity sources are cut to the rows that can still be kept (see below), the
+-- anti-join runs once on the union of the sources, and one window ranks all three.
 -- At labelled snapshots (train, validation, test) only users with a positive in the label
 -- window get candidates: the ranker learns only from groups holding a positive
 -- (trainer/dataset.py) and the evaluation scores only users with a positive (trainer/metrics.py,
@@ -18,9 +21,32 @@
 
 with
 
-user_items as (
+-- Two narrow reads of the user-item history instead of one shared CTE: a CTE read several times
+-- is materialised whole, while each read here keeps only the rows and columns it needs.
+recent_user_items as (
 
-    select * from {{ ref('int_user_items_snapshotted') }}
+    select
+        snapshot_date,
+        user_id,
+        item_id,
+        recency_rank,
+        last_event_at
+
+    from {{ ref('int_user_items_snapshotted') }}
+    where
+        recency_rank <= {{ var('recent_items_per_user') }}
+        and {{ snapshots_to_rebuild() }}
+
+),
+
+seen_user_items as (
+
+    select
+        snapshot_date,
+        user_id,
+        item_id
+
+    from {{ ref('int_user_items_snapshotted') }}
     where {{ snapshots_to_rebuild() }}
 
 ),
@@ -75,20 +101,20 @@ labelled_users as (
 active_users as (
 
     select
-        user_items.snapshot_date,
-        user_items.user_id
+        recent_user_items.snapshot_date,
+        recent_user_items.user_id
 
-    from user_items
+    from recent_user_items
     inner join snapshots
-        on user_items.snapshot_date = snapshots.snapshot_date
+        on recent_user_items.snapshot_date = snapshots.snapshot_date
     left join labelled_users
         on
-            user_items.snapshot_date = labelled_users.snapshot_date
-            and user_items.user_id = labelled_users.user_id
+            recent_user_items.snapshot_date = labelled_users.snapshot_date
+            and recent_user_items.user_id = labelled_users.user_id
     where
-        user_items.recency_rank = 1
-        and user_items.last_event_at >= cast({{ dbt.dateadd(
-            'day', -var('active_user_lookback_days'), 'user_items.snapshot_date'
+        recent_user_items.recency_rank = 1
+        and recent_user_items.last_event_at >= cast({{ dbt.dateadd(
+            'day', -var('active_user_lookback_days'), 'recent_user_items.snapshot_date'
         ) }} as timestamp)
         and (
             snapshots.split = 'scoring'
@@ -99,14 +125,13 @@ active_users as (
 
 recent_items as (
 
-    select user_items.*
+    select recent_user_items.*
 
-    from user_items
+    from recent_user_items
     inner join active_users
         on
-            user_items.snapshot_date = active_users.snapshot_date
-            and user_items.user_id = active_users.user_id
-    where user_items.recency_rank <= {{ var('recent_items_per_user') }}
+            recent_user_items.snapshot_date = active_users.snapshot_date
+            and recent_user_items.user_id = active_users.user_id
 
 ),
 
@@ -133,21 +158,81 @@ covisitation_scored as (
 
 ),
 
+-- The popularity pools: larger than kept, so enough remain once seen items are removed.
+popular_items as (
+
+    select * from popularity
+    where popularity_rank <= {{ 2 * per_source }}
+
+),
+
+category_popular_items as (
+
+    select * from popularity
+    where category_popularity_rank <= {{ 2 * per_source }}
+
+),
+
+-- How many pool items each user has already seen. A pool item ranked r has r - 1 items ahead
+-- of it in its pool, at most this many of them seen, so when r > `candidates_per_source` + this
+-- count at least `candidates_per_source` unseen items rank ahead of it and it cannot be kept:
+-- the sources below drop those rows before the anti-join and the rank, with identical output.
+seen_popular_counts as (
+
+    select
+        seen_user_items.snapshot_date,
+        seen_user_items.user_id,
+        count(*) as seen_item_count
+
+    from seen_user_items
+    inner join popular_items
+        on
+            seen_user_items.snapshot_date = popular_items.snapshot_date
+            and seen_user_items.item_id = popular_items.item_id
+    group by seen_user_items.snapshot_date, seen_user_items.user_id
+
+),
+
+seen_category_popular_counts as (
+
+    select
+        seen_user_items.snapshot_date,
+        seen_user_items.user_id,
+        category_popular_items.category,
+        count(*) as seen_item_count
+
+    from seen_user_items
+    inner join category_popular_items
+        on
+            seen_user_items.snapshot_date = category_popular_items.snapshot_date
+            and seen_user_items.item_id = category_popular_items.item_id
+    group by
+        seen_user_items.snapshot_date,
+        seen_user_items.user_id,
+        category_popular_items.category
+
+),
+
 popularity_scored as (
 
     select
         active_users.snapshot_date,
         active_users.user_id,
-        popularity.item_id,
+        popular_items.item_id,
         'popularity' as candidate_source,
         -- Negated so that, as for the other sources, a higher score is better.
-        -1.0 * popularity.popularity_rank as source_score
+        -1.0 * popular_items.popularity_rank as source_score
 
     from active_users
-    inner join popularity
-        on active_users.snapshot_date = popularity.snapshot_date
-    -- A pool larger than kept, so enough remain once seen items are removed.
-    where popularity.popularity_rank <= {{ 2 * per_source }}
+    inner join popular_items
+        on active_users.snapshot_date = popular_items.snapshot_date
+    left join seen_popular_counts
+        on
+            active_users.snapshot_date = seen_popular_counts.snapshot_date
+            and active_users.user_id = seen_popular_counts.user_id
+    where
+        popular_items.popularity_rank
+        <= {{ per_source }} + coalesce(seen_popular_counts.seen_item_count, 0)
 
 ),
 
@@ -156,9 +241,10 @@ category_scored as (
     select
         affinities.snapshot_date,
         affinities.user_id,
-        popularity.item_id,
+        category_popular_items.item_id,
         'category' as candidate_source,
-        affinities.affinity_share * popularity.users_{{ var('popularity_rank_window_days') }}d
+        affinities.affinity_share
+        * category_popular_items.users_{{ var('popularity_rank_window_days') }}d
             as source_score
 
     from affinities
@@ -166,66 +252,83 @@ category_scored as (
         on
             affinities.snapshot_date = active_users.snapshot_date
             and affinities.user_id = active_users.user_id
-    inner join popularity
+    inner join category_popular_items
         on
-            affinities.snapshot_date = popularity.snapshot_date
-            and affinities.category = popularity.category
+            affinities.snapshot_date = category_popular_items.snapshot_date
+            and affinities.category = category_popular_items.category
+    left join seen_category_popular_counts
+        on
+            affinities.snapshot_date = seen_category_popular_counts.snapshot_date
+            and affinities.user_id = seen_category_popular_counts.user_id
+            and affinities.category = seen_category_popular_counts.category
     where
         affinities.affinity_rank <= 2
-        and popularity.category_popularity_rank <= {{ 2 * per_source }}
+        and (
+            category_popular_items.category_popularity_rank
+            <= {{ per_source }} + coalesce(seen_category_popular_counts.seen_item_count, 0)
+            -- The cut relies on the score ordering a category like its rank, which holds for
+            -- a positive share; any other share keeps the whole pool.
+            or not coalesce(
+                affinities.affinity_share > 0 and affinities.affinity_share <= 1, false
+            )
+        )
 
 ),
 
--- Each source drops seen items and ranks its own rows, keeping its top `candidates_per_source`,
--- before the sources meet: the window sorts one source at a time and the union only carries
--- the kept rows.
-{%- for source in ['covisitation', 'popularity', 'category'] %}
+scored as (
 
-{{ source }}_ranked as (
+    select * from covisitation_scored
+    union all
+    select * from popularity_scored
+    union all
+    select * from category_scored
 
-    select
-        *,
-        row_number() over (
-            partition by snapshot_date, user_id
-            order by source_score desc, item_id asc
-        ) as source_rank
+),
 
-    from {{ source }}_scored
+-- Seen items leave all sources in one anti-join, before any source ranks its rows.
+unseen as (
+
+    select * from scored
     {%- if var('exclude_seen_items') %}
     where
         not exists (
             select 1 as is_seen
-            from user_items as seen
+            from seen_user_items
             where
-                {{ source }}_scored.snapshot_date = seen.snapshot_date
-                and {{ source }}_scored.user_id = seen.user_id
-                and {{ source }}_scored.item_id = seen.item_id
+                scored.snapshot_date = seen_user_items.snapshot_date
+                and scored.user_id = seen_user_items.user_id
+                and scored.item_id = seen_user_items.item_id
         )
     {%- endif %}
 
 ),
 
-{{ source }}_kept as (
+ranked as (
 
-    select * from {{ source }}_ranked
+    select
+        *,
+        row_number() over (
+            partition by snapshot_date, user_id, candidate_source
+            order by source_score desc, item_id asc
+        ) as source_rank
+
+    from unseen
+
+),
+
+kept as (
+
+    select * from ranked
     where source_rank <= {{ per_source }}
 
 ),
-{%- endfor %}
 
-ranked as (
-
-    select * from covisitation_kept
-    union all
-    select * from popularity_kept
-    union all
-    select * from category_kept
-
-),
-
-final as (
+-- Every kept row has a rank, so a source's rank is null exactly when the item did not come
+-- from it: the is_from flags follow from the ranks instead of three more aggregates.
+pivoted as (
 
     select
+        snapshot_date,
         user_id,
         item_id,
         max(case when candidate_source = 'covisitation' then source_score end)
@@ -234,17 +337,29 @@ final as (
             as covisitation_rank,
         max(case when candidate_source = 'popularity' then source_rank end) as popularity_rank,
         max(case when candidate_source = 'category' then source_score end) as category_score,
-        max(case when candidate_source = 'category' then source_rank end) as category_rank,
-        coalesce(max(case when candidate_source = 'covisitation' then 1 end) = 1, false)
-            as is_from_covisitation,
-        coalesce(max(case when candidate_source = 'popularity' then 1 end) = 1, false)
-            as is_from_popularity,
-        coalesce(max(case when candidate_source = 'category' then 1 end) = 1, false)
-            as is_from_category,
+        max(case when candidate_source = 'category' then source_rank end) as category_rank
+
+    from kept
+    group by snapshot_date, user_id, item_id
+
+),
+
+final as (
+
+    select
+        user_id,
+        item_id,
+        covisitation_score,
+        covisitation_rank,
+        popularity_rank,
+        category_score,
+        category_rank,
+        covisitation_rank is not null as is_from_covisitation,
+        popularity_rank is not null as is_from_popularity,
+        category_rank is not null as is_from_category,
         snapshot_date
 
-    from ranked
-    group by snapshot_date, user_id, item_id
+    from pivoted
 
 )
 
