@@ -72,14 +72,18 @@ def run_starts(sorted_codes: np.ndarray) -> np.ndarray:
 
 def run_lengths(sorted_codes: np.ndarray) -> np.ndarray:
     """Length of each run of equal consecutive values, in order."""
-    return np.diff(np.r_[run_starts(sorted_codes), len(sorted_codes)])
+    return _lengths(run_starts(sorted_codes), len(sorted_codes))
 
 
 def position_in_run(sorted_codes: np.ndarray) -> np.ndarray:
     """1-based position of each row within its run of equal values."""
     starts = run_starts(sorted_codes)
-    lengths = np.diff(np.r_[starts, len(sorted_codes)])
+    lengths = _lengths(starts, len(sorted_codes))
     return np.arange(1, len(sorted_codes) + 1) - np.repeat(starts, lengths)
+
+
+def _lengths(starts: np.ndarray, total: int) -> np.ndarray:
+    return np.diff(np.r_[starts, total])
 
 
 def top_k_per_group(
