@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,7 +56,7 @@ class FeatureTables:
 
     @property
     def test_snapshot(self) -> Any:
-        return self.examples.loc[self.examples["split"] == dataset.TEST, "snapshot_date"].max()
+        return test_cutoff_of(self.examples, "split")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,15 @@ class RunResult:
     evaluation: evaluation.Evaluation
     timings: dict[str, float]
     recommendations_written: int
+
+
+def test_cutoff_of(examples: pd.DataFrame, split_column: str) -> Any:
+    """The cutoff of the test split: the latest labelled snapshot."""
+    return examples.loc[_in_test(examples, split_column), "snapshot_date"].max()
+
+
+def _in_test(examples: pd.DataFrame, split_column: str) -> np.ndarray:
+    return (examples[split_column] == dataset.TEST).to_numpy(dtype=bool, na_value=False)
 
 
 def load_feature_spec(manifest_uri: str | Path) -> tuple[FeatureSpec, str]:
@@ -197,14 +207,14 @@ def evaluate_on_examples(
     ks: Sequence[int],
 ) -> evaluation.Evaluation:
     """`evaluate_model` on the frames themselves."""
-    in_test = (examples[spec.split] == dataset.TEST).to_numpy(dtype=bool, na_value=False)
-    test_snapshot = examples.loc[in_test, "snapshot_date"].max()
+    in_test = _in_test(examples, spec.split)
+    test_cutoff = examples.loc[in_test, "snapshot_date"].max()
     # Only the columns ranking and scoring read: a copy of every column is hundreds of MB.
     needed = dict.fromkeys(["user_id", "item_id", *spec.source_ranks.values(), *spec.features])
     test_rows = examples.loc[in_test, list(needed)].reset_index(drop=True)
     test_rows[evaluation.SCORE] = ranker.predict_scores(booster, test_rows, spec)
-    positives = positives[positives["snapshot_date"] == test_snapshot]
-    item_features = item_features[item_features["snapshot_date"] == test_snapshot]
+    positives = positives[positives["snapshot_date"] == test_cutoff]
+    item_features = item_features[item_features["snapshot_date"] == test_cutoff]
     return evaluation.evaluate(test_rows, positives, item_features, spec, ks=ks)
 
 
@@ -282,7 +292,7 @@ def run(config: TrainerConfig) -> RunResult:
         ITEM_FEATURES_MODEL: len(item_features),
     }
     training_data_sha256 = data_fingerprint(examples)
-    test_snapshot = examples.loc[examples[spec.split] == dataset.TEST, "snapshot_date"].max()
+    test_cutoff = test_cutoff_of(examples, spec.split)
     lap("load_seconds")
     booster = train_on_examples(examples, spec, config.params)
     lap("train_seconds")
@@ -309,7 +319,7 @@ def run(config: TrainerConfig) -> RunResult:
         writing.write_json(staging / "feature_spec.json", spec.to_json())
         pq.write_table(
             pa.Table.from_pandas(
-                result.test_recommendations.assign(snapshot_date=test_snapshot),
+                result.test_recommendations.assign(snapshot_date=test_cutoff),
                 preserve_index=False,
             ),
             staging / "test_recommendations.parquet",
