@@ -48,10 +48,16 @@
     (a scalar subquery would scan them all). When the warehouse cannot be asked (parsing, or the
     offline BigQuery compile check) it is the scalar subquery itself, which means the same. -#}
 {% macro stored_date_bound(query) %}
-    {%- if execute and var('recflow_offline_compile', none) is none -%}
+    {%- if can_query_warehouse() -%}
         {%- set bound = run_query(query).columns[0].values()[0] -%}
         cast('{{ bound }}' as date)
     {%- else -%}
         ({{ query }})
     {%- endif -%}
+{% endmacro %}
+
+{#- Whether a macro may run a query while compiling: not while parsing, nor during the offline
+    BigQuery compile check (which has no warehouse; see is_incremental.sql). -#}
+{% macro can_query_warehouse() %}
+    {{ return(execute and var('recflow_offline_compile', none) is none) }}
 {% endmacro %}

@@ -59,7 +59,7 @@
                 on spine.snapshot_date = stored.snapshot_date
             where spine.split != stored.split
         {%- endset -%}
-        {%- if execute and var('recflow_offline_compile', none) is none -%}
+        {%- if can_query_warehouse() -%}
             {%- set changed = run_query(query).columns[0].values() -%}
             {%- if changed | length == 0 -%}
                 false
