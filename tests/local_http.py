@@ -6,6 +6,7 @@ because pytest puts tests/ (where the root conftest.py lives) on sys.path."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +35,10 @@ class SentRequest:
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
+
+    def matches(self, method: str, path_pattern: str) -> bool:
+        """Whether this request has `method` and a path matching `path_pattern` (a regex)."""
+        return self.method == method and re.fullmatch(path_pattern, self.path) is not None
 
 
 def json_handler(

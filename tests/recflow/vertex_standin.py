@@ -54,11 +54,7 @@ class VertexModelRegistry:
 
     def sent(self, method: str, path_pattern: str) -> list[SentRequest]:
         with self._lock:
-            return [
-                request
-                for request in self.requests
-                if request.method == method and re.fullmatch(path_pattern, request.path)
-            ]
+            return [request for request in self.requests if request.matches(method, path_pattern)]
 
     def aliases(self, model_id: str) -> dict[str, list[str]]:
         """version id -> its aliases."""

@@ -124,11 +124,7 @@ class RecordedBigQuery:
     def sent(self, method: str, path_pattern: str) -> list[SentRequest]:
         """The requests with this method whose path matches `path_pattern` (a regex)."""
         with self._lock:
-            return [
-                request
-                for request in self.requests
-                if request.method == method and re.fullmatch(path_pattern, request.path)
-            ]
+            return [request for request in self.requests if request.matches(method, path_pattern)]
 
     def record(self, request: SentRequest) -> None:
         with self._lock:
