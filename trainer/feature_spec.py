@@ -19,6 +19,8 @@ EXAMPLES_MODEL = "training_examples"
 SCORING_MODEL = "scoring_candidates"
 ITEM_FEATURES_MODEL = "item_features"
 POSITIVES_MODEL = "label_window_positives"
+KNOWN_USERS_MODEL = "known_users"
+HISTORY_MODEL = "user_item_history"
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trainer import dataset, evaluation, gcs, ranker, writing
+from trainer import dataset, evaluation, gcs, ranker, serving, writing
 from trainer import recommend as recommend_module
 from trainer.errors import TrainerInputError
 from trainer.feature_spec import (
     EXAMPLES_MODEL,
     ITEM_FEATURES_MODEL,
+    KNOWN_USERS_MODEL,
     POSITIVES_MODEL,
     SCORING_MODEL,
     FeatureSpec,
@@ -53,6 +54,11 @@ class FeatureTables:
     scoring: pd.DataFrame
     positives: pd.DataFrame
     item_features: pd.DataFrame
+    known_users: pd.Series  # every user the batch serves
+
+    @property
+    def scoring_cutoff(self) -> Any:
+        return scoring_cutoff_of(self.item_features)
 
     @property
     def test_snapshot(self) -> Any:
@@ -88,6 +94,11 @@ class RunResult:
 def test_cutoff_of(examples: pd.DataFrame, split_column: str) -> Any:
     """The cutoff of the test split: the latest labelled snapshot."""
     return examples.loc[_in_test(examples, split_column), "snapshot_date"].max()
+
+
+def scoring_cutoff_of(item_features: pd.DataFrame) -> Any:
+    """The scoring cutoff: the latest snapshot of the spine, which every per-snapshot mart holds."""
+    return item_features["snapshot_date"].max()
 
 
 def _in_test(examples: pd.DataFrame, split_column: str) -> np.ndarray:
@@ -133,7 +144,14 @@ def load_tables(
         scoring=load_scoring(warehouse_uri, spec, schema=schema),
         positives=_read(warehouse_uri, schema, POSITIVES_MODEL).to_pandas(),
         item_features=_read(warehouse_uri, schema, ITEM_FEATURES_MODEL).to_pandas(),
+        known_users=load_known_users(warehouse_uri, schema=schema),
     )
+
+
+def load_known_users(warehouse_uri: str, *, schema: str | None) -> pd.Series:
+    """Every user the batch must serve (the `known_users` mart), as a Series of ids."""
+    users = _read(warehouse_uri, schema, KNOWN_USERS_MODEL).select(["user_id"]).to_pandas()
+    return users["user_id"]
 
 
 def load_examples(warehouse_uri: str, spec: FeatureSpec, *, schema: str | None) -> pd.DataFrame:
@@ -227,12 +245,17 @@ def recommend(
     model_version: str,
     generated_at: datetime | None = None,
 ) -> pa.Table:
-    """Top-k recommendations per user at the latest cutoff."""
+    """Top-k recommendations for every known user at the latest cutoff."""
+    cutoff = tables.scoring_cutoff
+    at_cutoff = tables.item_features[tables.item_features["snapshot_date"] == cutoff]
     return recommend_candidates(
         booster,
         tables.scoring,
         spec,
         k=k,
+        users=tables.known_users,
+        fallback=serving.fallback_items(at_cutoff, spec.popularity_rank, k=k),
+        cutoff=cutoff,
         model_version=model_version,
         generated_at=generated_at,
     )
@@ -244,14 +267,20 @@ def recommend_candidates(
     spec: FeatureSpec,
     *,
     k: int,
+    users: pd.Series,
+    fallback: list[str],
+    cutoff: Any,
     model_version: str,
     generated_at: datetime | None = None,
 ) -> pa.Table:
-    """`recommend` on the scoring candidates themselves."""
+    """`recommend` on the scoring candidates, known users and fallback list themselves."""
     return recommend_module.top_k_recommendations(
         scoring,
         ranker.predict_scores(booster, scoring, spec),
         k=k,
+        users=users,
+        fallback=fallback,
+        cutoff=cutoff,
         model_version=model_version,
         generated_at=generated_at or datetime.now(UTC),
     )
@@ -293,6 +322,14 @@ def run(config: TrainerConfig) -> RunResult:
     }
     training_data_sha256 = data_fingerprint(examples)
     test_cutoff = test_cutoff_of(examples, spec.split)
+    scoring_cutoff = scoring_cutoff_of(item_features)
+    fallback = serving.fallback_items(
+        item_features[item_features["snapshot_date"] == scoring_cutoff],
+        spec.popularity_rank,
+        k=config.top_k,
+    )
+    known_users = load_known_users(config.warehouse_uri, schema=schema)
+    rows[KNOWN_USERS_MODEL] = len(known_users)
     lap("load_seconds")
     booster = train_on_examples(examples, spec, config.params)
     lap("train_seconds")
@@ -303,7 +340,14 @@ def run(config: TrainerConfig) -> RunResult:
     rows[SCORING_MODEL] = len(scoring)
     lap("load_scoring_seconds")
     recommendations = recommend_candidates(
-        booster, scoring, spec, k=config.top_k, model_version=config.run_id
+        booster,
+        scoring,
+        spec,
+        k=config.top_k,
+        users=known_users,
+        fallback=fallback,
+        cutoff=scoring_cutoff,
+        model_version=config.run_id,
     )
     del scoring
     lap("recommend_seconds")

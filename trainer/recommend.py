@@ -1,13 +1,16 @@
-"""Batch recommendations: the model's top-K candidates per user at the latest cutoff."""
+"""Batch recommendations: the model's top-K candidates per user at the latest cutoff, and the
+popularity fallback for every known user without candidates."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from trainer import serving
 from trainer.evaluation import SCORE, top_k_positions
 
 RECOMMENDATIONS_SCHEMA = pa.schema(
@@ -28,23 +31,32 @@ def top_k_recommendations(
     scores: np.ndarray,
     *,
     k: int,
+    users: Sequence[str],
+    fallback: list[str],
+    cutoff: date,
     model_version: str,
     generated_at: datetime,
 ) -> pa.Table:
-    """Each user's k best-scored candidates, ranked 1..k, in the warehouse table's schema."""
-    keys = scoring_rows[["user_id", "item_id", "snapshot_date"]]
+    """Each user's k best-scored candidates, ranked 1..k, in the warehouse table's schema.
+
+    Every user in `users` without candidates gets the first k `fallback` items with a null
+    score (trainer/serving.py), so the batch serves every known user.
+    """
+    keys = scoring_rows[["user_id", "item_id"]]
     positions, rank = top_k_positions(keys.assign(**{SCORE: scores}), SCORE, k=k, descending=True)
     top = keys.take(positions).reset_index(drop=True)
-    top = top.assign(rank=rank, **{SCORE: np.asarray(scores)[positions]})
+    top = top.assign(rank=rank, **{SCORE: np.asarray(scores, dtype=np.float64)[positions]})
     if top.duplicated(["user_id", "item_id"]).any():
         raise ValueError("scoring rows repeat a (user_id, item_id) pair: it would be ranked twice")
+    served = serving.serve(top, users, fallback[:k])
     frame = pd.DataFrame(
         {
-            "user_id": top["user_id"],
-            "item_id": top["item_id"],
-            "recommendation_rank": top["rank"].astype("int64"),
-            "score": top[SCORE].astype("float64"),
-            "snapshot_date": top["snapshot_date"],
+            "user_id": served["user_id"],
+            "item_id": served["item_id"],
+            "recommendation_rank": served["rank"].astype("int64"),
+            # Null for fallback rows: no model scored them.
+            "score": served[SCORE].astype("float64"),
+            "snapshot_date": cutoff,
             "model_version": model_version,
             "generated_at": pd.Timestamp(generated_at).tz_localize(None),
         }

@@ -12,7 +12,7 @@ recommendations as (
 
 user_items as (
 
-    select * from {{ ref('int_user_items_snapshotted') }}
+    select * from {{ ref('user_item_history') }}
 
 ),
 

@@ -1,23 +1,36 @@
 {{
     config(incremental_by_snapshot(cluster_by=['user_id', 'item_id']))
 }}
--- Candidate items per active user and snapshot, from three sources, each keeping its own score
--- and rank so the ranker (and the evaluation) can tell them apart:
---   covisitation: neighbours of the user's most recent items
---   popularity:   the most popular items overall
---   category:     the most popular items of the user's two favourite categories
+-- Candidate items per user and snapshot, from several sources, each keeping its own score and
+-- rank so the ranker (and the evaluation) can tell them apart:
+--   covisitation:   neighbours of the user's most recent items within short sessions
+--   itemknn:        cosine neighbours over whole user histories (int_item_neighbours_cosine)
+--   popularity:     the most popular items of the recent window (`popularity_rank_window_days`)
+--   popularity_all: the most popular items over all history
+--   category:       the most popular items of the user's two favourite categories
+--   repeat:         the user's own most recent items, only when `exclude_seen_items` is false,
+--                   so the ranker decides whether this data set re-consumes
+-- Every user with any event before the snapshot gets candidates, however long ago it was: the
+-- popularity sources alone give each of them `candidates_per_source` items, so every known user
+-- with history is served K items (users without history get the fallback, trainer/serving.py).
 -- Items the user already interacted with are removed before each source keeps its top
--- `candidates_per_source`, so every source offers that many new items (unless configured).
+-- `candidates_per_source` (unless configured), so every source offers that many new items.
 -- Cost at scale is the rows that reach the seen-item anti-join, the per-source rank and the
 -- pivot, so the popularity sources are cut to the rows that can still be kept (see below), the
--- anti-join runs once on the union of the sources, and one window ranks all three.
+-- anti-join runs once on the union of the sources, and one window ranks them all.
 -- At labelled snapshots (train, validation, test) only users with a positive in the label
 -- window get candidates: the ranker learns only from groups holding a positive
 -- (trainer/dataset.py) and the evaluation scores only users with a positive (trainer/metrics.py,
 -- coverage included), so the other users' candidates would be built, featurized and dropped.
--- The scoring snapshot keeps every active user.
+-- The scoring snapshot keeps every user.
 
 {%- set per_source = var('candidates_per_source') %}
+{%- set history_items = [var('recent_items_per_user'), var('itemknn_items_per_user')]
+    + ([] if var('exclude_seen_items') else [per_source]) %}
+{#- The popularity sources: name and the rank column of int_item_popularity_snapshotted. #}
+{%- set popularity_sources = [
+    ('popularity', 'popularity_rank'), ('popularity_all', 'popularity_all_rank')
+] %}
 
 with
 
@@ -34,7 +47,7 @@ recent_user_items as (
 
     from {{ ref('int_user_items_snapshotted') }}
     where
-        recency_rank <= {{ var('recent_items_per_user') }}
+        recency_rank <= {{ history_items | max }}
         and {{ snapshots_to_rebuild() }}
 
 ),
@@ -54,6 +67,13 @@ seen_user_items as (
 neighbours as (
 
     select * from {{ ref('int_item_neighbours_ranked') }}
+    where {{ snapshots_to_rebuild() }}
+
+),
+
+cosine_neighbours as (
+
+    select * from {{ ref('int_item_neighbours_cosine') }}
     where {{ snapshots_to_rebuild() }}
 
 ),
@@ -96,8 +116,8 @@ labelled_users as (
 
 ),
 
--- A user's most recent item (recency rank 1) carries their latest event, so one row per user
--- and snapshot decides activity: no DISTINCT over the whole history.
+-- A user's most recent item (recency rank 1): one row per user with history and snapshot, no
+-- DISTINCT over the whole history. Any history counts, however old: every user is served.
 active_users as (
 
     select
@@ -113,9 +133,6 @@ active_users as (
             and recent_user_items.user_id = labelled_users.user_id
     where
         recent_user_items.recency_rank = 1
-        and recent_user_items.last_event_at >= cast({{ dbt.dateadd(
-            'day', -var('active_user_lookback_days'), 'recent_user_items.snapshot_date'
-        ) }} as timestamp)
         and (
             snapshots.split = 'scoring'
             or labelled_users.user_id is not null
@@ -154,17 +171,59 @@ covisitation_scored as (
         on
             recent_items.snapshot_date = neighbours.snapshot_date
             and recent_items.item_id = neighbours.item_id
+    where recent_items.recency_rank <= {{ var('recent_items_per_user') }}
     group by recent_items.snapshot_date, recent_items.user_id, neighbours.related_item_id
 
 ),
 
--- The popularity pools: larger than kept, so enough remain once seen items are removed.
-popular_items as (
+-- Items similar to the user's whole (capped) history: the sum of their cosine similarities.
+itemknn_scored as (
 
-    select * from popularity
-    where popularity_rank <= {{ 2 * per_source }}
+    select
+        recent_items.snapshot_date,
+        recent_items.user_id,
+        cosine_neighbours.related_item_id as item_id,
+        'itemknn' as candidate_source,
+        cast(sum(cosine_neighbours.cosine_similarity) as {{ type_float64() }}) as source_score
+
+    from recent_items
+    inner join cosine_neighbours
+        on
+            recent_items.snapshot_date = cosine_neighbours.snapshot_date
+            and recent_items.item_id = cosine_neighbours.item_id
+    where recent_items.recency_rank <= {{ var('itemknn_items_per_user') }}
+    group by recent_items.snapshot_date, recent_items.user_id, cosine_neighbours.related_item_id
 
 ),
+
+{%- if not var('exclude_seen_items') %}
+
+-- The user's own items, the most recent first: whether they come back is the ranker's call.
+repeat_scored as (
+
+    select
+        snapshot_date,
+        user_id,
+        item_id,
+        'repeat' as candidate_source,
+        -1.0 * recency_rank as source_score
+
+    from recent_items
+    where recency_rank <= {{ per_source }}
+
+),
+{%- endif %}
+
+-- The popularity pools: larger than kept, so enough remain once seen items are removed.
+{%- for source, rank_column in popularity_sources %}
+
+{{ source }}_items as (
+
+    select * from popularity
+    where {{ rank_column }} <= {{ 2 * per_source }}
+
+),
+{%- endfor %}
 
 category_popular_items as (
 
@@ -177,7 +236,9 @@ category_popular_items as (
 -- of it in its pool, at most this many of them seen, so when r > `candidates_per_source` + this
 -- count at least `candidates_per_source` unseen items rank ahead of it and it cannot be kept:
 -- the sources below drop those rows before the anti-join and the rank, with identical output.
-seen_popular_counts as (
+{%- for source, rank_column in popularity_sources %}
+
+seen_{{ source }}_counts as (
 
     select
         seen_user_items.snapshot_date,
@@ -185,13 +246,14 @@ seen_popular_counts as (
         count(*) as seen_item_count
 
     from seen_user_items
-    inner join popular_items
+    inner join {{ source }}_items
         on
-            seen_user_items.snapshot_date = popular_items.snapshot_date
-            and seen_user_items.item_id = popular_items.item_id
+            seen_user_items.snapshot_date = {{ source }}_items.snapshot_date
+            and seen_user_items.item_id = {{ source }}_items.item_id
     group by seen_user_items.snapshot_date, seen_user_items.user_id
 
 ),
+{%- endfor %}
 
 seen_category_popular_counts as (
 
@@ -212,29 +274,31 @@ seen_category_popular_counts as (
         category_popular_items.category
 
 ),
+{%- for source, rank_column in popularity_sources %}
 
-popularity_scored as (
+{{ source }}_scored as (
 
     select
         active_users.snapshot_date,
         active_users.user_id,
-        popular_items.item_id,
-        'popularity' as candidate_source,
+        {{ source }}_items.item_id,
+        '{{ source }}' as candidate_source,
         -- Negated so that, as for the other sources, a higher score is better.
-        -1.0 * popular_items.popularity_rank as source_score
+        -1.0 * {{ source }}_items.{{ rank_column }} as source_score
 
     from active_users
-    inner join popular_items
-        on active_users.snapshot_date = popular_items.snapshot_date
-    left join seen_popular_counts
+    inner join {{ source }}_items
+        on active_users.snapshot_date = {{ source }}_items.snapshot_date
+    left join seen_{{ source }}_counts
         on
-            active_users.snapshot_date = seen_popular_counts.snapshot_date
-            and active_users.user_id = seen_popular_counts.user_id
+            active_users.snapshot_date = seen_{{ source }}_counts.snapshot_date
+            and active_users.user_id = seen_{{ source }}_counts.user_id
     where
-        popular_items.popularity_rank
-        <= {{ per_source }} + coalesce(seen_popular_counts.seen_item_count, 0)
+        {{ source }}_items.{{ rank_column }}
+        <= {{ per_source }} + coalesce(seen_{{ source }}_counts.seen_item_count, 0)
 
 ),
+{%- endfor %}
 
 category_scored as (
 
@@ -279,9 +343,17 @@ scored as (
 
     select * from covisitation_scored
     union all
-    select * from popularity_scored
+    select * from itemknn_scored
+    {%- for source, _ in popularity_sources %}
+    union all
+    select * from {{ source }}_scored
+    {%- endfor %}
     union all
     select * from category_scored
+    {%- if not var('exclude_seen_items') %}
+    union all
+    select * from repeat_scored
+    {%- endif %}
 
 ),
 
@@ -335,9 +407,14 @@ pivoted as (
             as covisitation_score,
         max(case when candidate_source = 'covisitation' then source_rank end)
             as covisitation_rank,
+        max(case when candidate_source = 'itemknn' then source_score end) as itemknn_score,
+        max(case when candidate_source = 'itemknn' then source_rank end) as itemknn_rank,
         max(case when candidate_source = 'popularity' then source_rank end) as popularity_rank,
+        max(case when candidate_source = 'popularity_all' then source_rank end)
+            as popularity_all_rank,
         max(case when candidate_source = 'category' then source_score end) as category_score,
-        max(case when candidate_source = 'category' then source_rank end) as category_rank
+        max(case when candidate_source = 'category' then source_rank end) as category_rank,
+        max(case when candidate_source = 'repeat' then source_rank end) as repeat_rank
 
     from kept
     group by snapshot_date, user_id, item_id
@@ -351,12 +428,19 @@ final as (
         item_id,
         covisitation_score,
         covisitation_rank,
+        itemknn_score,
+        itemknn_rank,
         popularity_rank,
+        popularity_all_rank,
         category_score,
         category_rank,
+        repeat_rank,
         covisitation_rank is not null as is_from_covisitation,
+        itemknn_rank is not null as is_from_itemknn,
         popularity_rank is not null as is_from_popularity,
+        popularity_all_rank is not null as is_from_popularity_all,
         category_rank is not null as is_from_category,
+        repeat_rank is not null as is_from_repeat,
         snapshot_date
 
     from pivoted

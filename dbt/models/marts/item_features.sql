@@ -58,12 +58,14 @@ final as (
         {%- for window in windows %}
         coalesce(popularity.users_{{ window }}d, 0) as users_{{ window }}d,
         {%- endfor %}
+        coalesce(popularity.users_total, 0) as users_total,
         coalesce(popularity.events_{{ windows | max }}d, 0) as events_{{ windows | max }}d,
         coalesce(popularity.positive_events_{{ windows | max }}d, 0)
             as positive_events_{{ windows | max }}d,
         popularity.positive_events_{{ windows | max }}d
         / nullif(popularity.events_{{ windows | max }}d, 0) as positive_rate_{{ windows | max }}d,
         popularity.popularity_rank,
+        popularity.popularity_all_rank,
         popularity.category_popularity_rank,
         {{ dbt.datediff('items.created_at', 'listed_items.snapshot_date', 'day') }}
             as days_since_created,

@@ -35,6 +35,14 @@ affinities as (
 
 ),
 
+-- The user's own history with the candidate item: null for an item they never touched (all
+-- candidates when `exclude_seen_items` is true).
+user_items as (
+
+    select * from {{ ref('int_user_items_snapshotted') }}
+
+),
+
 featurized as (
 
     select
@@ -44,9 +52,13 @@ featurized as (
         item_features.category as item_category,
         candidates.covisitation_score,
         candidates.covisitation_rank,
+        candidates.itemknn_score,
+        candidates.itemknn_rank,
         candidates.popularity_rank,
+        candidates.popularity_all_rank,
         candidates.category_score,
         candidates.category_rank,
+        candidates.repeat_rank,
         user_features.events_7d as user_events_7d,
         user_features.events_28d as user_events_28d,
         user_features.events_total as user_events_total,
@@ -55,10 +67,12 @@ featurized as (
         user_features.active_days_total as user_active_days_total,
         user_features.favourite_category_share as user_favourite_category_share,
         user_features.days_since_last_event as user_days_since_last_event,
+        user_features.days_since_first_event as user_days_since_first_event,
         user_features.days_since_signup as user_days_since_signup,
         {%- for window in var('popularity_windows_days') %}
         item_features.users_{{ window }}d as item_users_{{ window }}d,
         {%- endfor %}
+        item_features.users_total as item_users_total,
         item_features.positive_rate_{{ var('popularity_windows_days') | max }}d
             as item_positive_rate_{{ var('popularity_windows_days') | max }}d,
         item_features.category_popularity_rank as item_category_popularity_rank,
@@ -66,9 +80,16 @@ featurized as (
         item_features.days_since_last_event as item_days_since_last_event,
         coalesce(affinities.affinity_share, 0) as user_item_category_share,
         affinities.affinity_rank as user_item_category_rank,
+        user_items.event_count as user_item_event_count,
+        user_items.interaction_weight as user_item_interaction_weight,
+        {{ dbt.datediff('user_items.last_event_at', 'candidates.snapshot_date', 'day') }}
+            as user_item_days_since_last_event,
         candidates.is_from_covisitation,
+        candidates.is_from_itemknn,
         candidates.is_from_popularity,
+        candidates.is_from_popularity_all,
         candidates.is_from_category,
+        candidates.is_from_repeat,
         candidates.snapshot_date
 
     from candidates
@@ -85,6 +106,11 @@ featurized as (
             candidates.snapshot_date = affinities.snapshot_date
             and candidates.user_id = affinities.user_id
             and item_features.category = affinities.category
+    left join user_items
+        on
+            candidates.snapshot_date = user_items.snapshot_date
+            and candidates.user_id = user_items.user_id
+            and candidates.item_id = user_items.item_id
 
 )
 

@@ -9,8 +9,10 @@
         ~ "popularity_windows_days " ~ windows ~ " in dbt/dbt_project.yml."
     ) }}
 {%- endif -%}
--- Item popularity over several windows before each snapshot, with the item's overall and
--- within-category popularity rank (the popularity candidate sources read the ranks).
+-- Item popularity over several windows before each snapshot and over all history, with the
+-- item's rank overall, within its category, and over all history (the popularity candidate
+-- sources read the ranks). An item with no event in the longest window still has all-history
+-- popularity, so long-lived favourites stay reachable.
 
 with
 
@@ -21,9 +23,29 @@ interactions as (
 
 ),
 
+user_items as (
+
+    select * from {{ ref('int_user_items_snapshotted') }}
+    where {{ snapshots_to_rebuild() }}
+
+),
+
 items as (
 
     select * from {{ ref('stg_app__items') }}
+
+),
+
+all_history as (
+
+    select
+        snapshot_date,
+        item_id,
+        count(*) as users_total,
+        max(last_event_at) as last_event_at
+
+    from user_items
+    group by snapshot_date, item_id
 
 ),
 
@@ -37,31 +59,57 @@ windowed as (
         {%- endfor %}
         cast(sum(positive_event_count) as {{ dbt.type_bigint() }})
             as positive_events_{{ windows | max }}d,
-        cast(sum(event_count) as {{ dbt.type_bigint() }}) as events_{{ windows | max }}d,
-        max(last_event_at) as last_event_at
+        cast(sum(event_count) as {{ dbt.type_bigint() }}) as events_{{ windows | max }}d
 
     from interactions
     group by snapshot_date, item_id
 
 ),
 
+combined as (
+
+    select
+        all_history.snapshot_date,
+        all_history.item_id,
+        {%- for window in windows %}
+        coalesce(windowed.users_{{ window }}d, 0) as users_{{ window }}d,
+        {%- endfor %}
+        all_history.users_total,
+        coalesce(windowed.positive_events_{{ windows | max }}d, 0)
+            as positive_events_{{ windows | max }}d,
+        coalesce(windowed.events_{{ windows | max }}d, 0) as events_{{ windows | max }}d,
+        all_history.last_event_at
+
+    -- Every item in a window was seen before the snapshot, so all_history holds it too.
+    from all_history
+    left join windowed
+        on
+            all_history.snapshot_date = windowed.snapshot_date
+            and all_history.item_id = windowed.item_id
+
+),
+
 ranked as (
 
     select
-        windowed.*,
+        combined.*,
         coalesce(items.category, 'unknown') as category,
         row_number() over (
-            partition by windowed.snapshot_date
-            order by windowed.users_{{ rank_window }}d desc, windowed.item_id asc
+            partition by combined.snapshot_date
+            order by combined.users_{{ rank_window }}d desc, combined.item_id asc
         ) as popularity_rank,
         row_number() over (
-            partition by windowed.snapshot_date, coalesce(items.category, 'unknown')
-            order by windowed.users_{{ rank_window }}d desc, windowed.item_id asc
+            partition by combined.snapshot_date
+            order by combined.users_total desc, combined.item_id asc
+        ) as popularity_all_rank,
+        row_number() over (
+            partition by combined.snapshot_date, coalesce(items.category, 'unknown')
+            order by combined.users_{{ rank_window }}d desc, combined.item_id asc
         ) as category_popularity_rank
 
-    from windowed
+    from combined
     left join items
-        on windowed.item_id = items.item_id
+        on combined.item_id = items.item_id
 
 )
 

@@ -1,0 +1,44 @@
+"""What each user is served: their ranked candidates, or the popularity fallback.
+
+One function for the batch and for the offline evaluation, so the metrics describe exactly what
+serving delivers: the same candidates, the same fallback, the same K.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def fallback_items(item_features: pd.DataFrame, popularity_rank: str, *, k: int) -> list[str]:
+    """The k most popular items at one cutoff: what a user without candidates is served."""
+    ranked = item_features.loc[item_features[popularity_rank].notna()].sort_values(
+        [popularity_rank, "item_id"], kind="stable"
+    )
+    return ranked["item_id"].head(k).tolist()
+
+
+def serve(lists: pd.DataFrame, users: Sequence[str], fallback: list[str]) -> pd.DataFrame:
+    """Every user in `users` gets their list from `lists`, or else the fallback list.
+
+    `lists` holds user_id, item_id, rank (already cut to K); the result adds `is_fallback`.
+    Users in `lists` but not in `users` keep their lists.
+    """
+    # A hash lookup: np.setdiff1d sorts object arrays, minutes at 100k users and 3M rows.
+    wanted = pd.Index(pd.unique(pd.Series(users, dtype=object)))
+    # Against the distinct users only: isin over a pandas string column of millions of rows
+    # falls back to a Python loop.
+    listed = pd.unique(lists["user_id"].to_numpy(dtype=object))
+    missing = wanted[~wanted.isin(listed)].sort_values().to_numpy(dtype=object)
+    filled = pd.DataFrame(
+        {
+            "user_id": np.repeat(missing, len(fallback)),
+            "item_id": np.tile(np.asarray(fallback, dtype=object), len(missing)),
+            "rank": np.tile(np.arange(1, len(fallback) + 1), len(missing)),
+        }
+    )
+    return pd.concat(
+        [lists.assign(is_fallback=False), filled.assign(is_fallback=True)], ignore_index=True
+    )
