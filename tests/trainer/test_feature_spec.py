@@ -278,8 +278,11 @@ def test_spec_from_the_real_manifest(tiny_warehouse: TinyWarehouse) -> None:
     assert spec.categorical == ("user_segment", "item_category")
     assert spec.source_ranks == {
         "covisitation": "covisitation_rank",
+        "itemknn": "itemknn_rank",
         "popularity": "popularity_rank",
+        "popularity_all": "popularity_all_rank",
         "category": "category_rank",
+        "repeat": "repeat_rank",
     }
     assert spec.popularity_rank == "popularity_rank"
     assert "popularity_rank" in column_types(tiny_warehouse.duckdb_path, ITEM_FEATURES_MODEL)

@@ -41,18 +41,62 @@ final as (
 
 ),
 
+-- Train cutoffs keep at most `train_users_per_cutoff` users, chosen by a hash of user and
+-- cutoff, so many cutoffs on a large user base stay within the trainer's memory; validation and
+-- test keep every user (the evaluation scores what serving would deliver to each of them).
+train_users as (
+
+    select distinct
+        snapshot_date,
+        user_id
+
+    from final
+    where split = 'train'
+
+),
+
+train_users_ranked as (
+
+    select
+        snapshot_date,
+        user_id,
+        row_number() over (
+            partition by snapshot_date
+            order by
+                {{ hash_bucket(dbt.concat([
+                    'user_id', "'|'", 'cast(snapshot_date as ' ~ dbt.type_string() ~ ')'
+                ]), 2147483647) }},
+                user_id
+        ) as user_sample_rank
+
+    from train_users
+
+),
+
 sampled as (
 
-    select * from final
-    {%- if negative_percent < 100 %}
+    select final.*
+
+    from final
+    left join train_users_ranked
+        on
+            final.snapshot_date = train_users_ranked.snapshot_date
+            and final.user_id = train_users_ranked.user_id
     where
-        split != 'train'
-        or label = 1
-        or {{ hash_bucket(dbt.concat([
-            'user_id', "'|'", 'item_id', "'|'",
-            'cast(snapshot_date as ' ~ dbt.type_string() ~ ')'
-        ]), 100) }} < {{ negative_percent }}
-    {%- endif %}
+        (
+            final.split != 'train'
+            or train_users_ranked.user_sample_rank <= {{ var('train_users_per_cutoff') }}
+        )
+        {%- if negative_percent < 100 %}
+        and (
+            final.split != 'train'
+            or final.label = 1
+            or {{ hash_bucket(dbt.concat([
+                'final.user_id', "'|'", 'final.item_id', "'|'",
+                'cast(final.snapshot_date as ' ~ dbt.type_string() ~ ')'
+            ]), 100) }} < {{ negative_percent }}
+        )
+        {%- endif %}
 
 )
 
