@@ -71,6 +71,7 @@ class RatingsSpec:
     return_sessions_mean: float = 6.0  # visits of a returning user (geometric)
     return_gap_days_mean: float = 14.0  # days between visits (geometric)
     return_session_share: float = 0.2  # ratings per later visit, as a share of the burst
+    max_rated_share: float = 0.5  # of the catalogue, so every user keeps unseen items to rank
     back_catalogue_share: float = 0.6  # items released before the period starts
     back_catalogue_days: int = 3 * 365
     zipf_exponent: float = 0.9
@@ -88,7 +89,7 @@ class RatingsSpec:
             raise ValueError(f"need at least {2 * len(GENRES)} items (two per genre)")
         if self.start_at.utcoffset() is None:
             raise ValueError("start_at must be timezone-aware")
-        shares = ("signup_burst_day_share", "return_p", "back_catalogue_share")
+        shares = ("signup_burst_day_share", "return_p", "back_catalogue_share", "max_rated_share")
         if not all(0.0 <= getattr(self, s) <= 1.0 for s in shares):
             raise ValueError(f"{shares} must lie in [0, 1]")
         if len(self.burst_day_shares) != BURST_DAYS or abs(sum(self.burst_day_shares) - 1) > 1e-9:
@@ -224,13 +225,15 @@ def _draw_items(
         match = np.exp(spec.factor_strength * (user_factors[users] @ cat.factors.T))
         static = taste[users][:, cat.genre] * match
         rated = np.zeros(static.shape, bool)
+        room = np.full(users.size, int(spec.max_rated_share * n_i))
         chunk = np.arange(bounds[lo // rows], bounds[lo // rows + 1])
         for k in range(int(visits.ordinal[chunk].max(initial=-1)) + 1):
             v = chunk[visits.ordinal[chunk] == k]
             r = visits.user[v] - lo
             w = static[r] * cat.popularity[visits.day[v]]
             w[rated[r]] = 0.0
-            n = np.minimum(visits.n[v], np.count_nonzero(w, axis=1))
+            n = np.minimum(np.minimum(visits.n[v], room[r]), np.count_nonzero(w, axis=1))
+            room[r] -= n
             top = int(n.max(initial=0))
             if top == 0:
                 continue
