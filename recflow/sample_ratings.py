@@ -126,16 +126,16 @@ def _make_catalogue(spec: RatingsSpec, rng: np.random.Generator, start: int) -> 
     genre[rng.permutation(n)[: 2 * n_g]] = np.repeat(np.arange(n_g), 2)  # every genre twice
     is_new = rng.random(n) >= spec.back_catalogue_share
     is_new[0] = False  # something to rate on the first day
-    # New titles come out on Fridays (the period's weekday 4 of a Monday start, whatever it is).
+    # New titles come out on Fridays, as films do.
     fridays = np.arange(spec.n_days)[(np.arange(spec.n_days) + spec.start_at.weekday()) % 7 == 4]
     new_day = rng.choice(fridays if fridays.size else np.arange(spec.n_days), n)
     release_day = np.where(is_new, new_day, -rng.integers(1, spec.back_catalogue_days + 1, n))
     created = start + release_day * US_PER_DAY + rng.integers(0, 12 * 3600, n) * US_PER_S
     base = (rng.permutation(n) + 1.0) ** -spec.zipf_exponent
     factors = _unit(rng.normal(size=(n, spec.n_factors))).astype(np.float32)
-    quality = 0.4 * (np.log(base) - np.log(base).mean()) / np.log(base).std() + rng.normal(
-        0, 0.4, n
-    )
+    log_base = np.log(base)
+    # Popular titles are rated a little higher on average.
+    quality = 0.4 * (log_base - log_base.mean()) / log_base.std() + rng.normal(0.0, 0.4, n)
     # Day d sees items released before day d; the release boost ramps up, peaks, then halves
     # every half-life.
     age = np.arange(spec.n_days)[:, None] - release_day[None, :]
@@ -171,6 +171,7 @@ class _Visits:
 def _plan_visits(
     spec: RatingsSpec, rng: np.random.Generator, signup_day: np.ndarray, activity: np.ndarray
 ) -> _Visits:
+    """A burst per user on the sign-up day; returning users come back after geometric gaps."""
     n_u = spec.n_users
     burst = np.maximum(
         np.round(
