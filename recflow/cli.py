@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import sys
 import time
 from pathlib import Path
 
-from recflow import bigquery_check, sample_data, vertex_submit
+from recflow import bigquery_check, sample_data, sample_ratings, vertex_submit
 from recflow.bench import command as bench_command
 from recflow.dbt_invocation import DbtFailedError, compiled_analysis_sql, run_dbt
 from recflow.promotion import command as promotion_command
@@ -20,10 +21,14 @@ from recflow.warehouse_report import BuildSummary, summarise_build
 from trainer import task as trainer_task
 
 log = logging.getLogger("recflow")
+# Shapes of generated data; each module has SCALES, DEFAULT_SCALE and generate(spec).
+SAMPLE_PROFILES = {"events": sample_data, "ratings": sample_ratings}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if check := getattr(args, "check_sample_arguments", None):
+        check(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # sqlfluff (check-bigquery) narrates every parse at INFO.
     logging.getLogger("sqlfluff").setLevel(logging.WARNING)
@@ -88,22 +93,51 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--scale", choices=sorted(sample_data.SCALES), default=sample_data.DEFAULT_SCALE
+        "--profile",
+        choices=sorted(SAMPLE_PROFILES),
+        default="events",
+        help="shape of the generated data: session logs (events) or MovieLens-like ratings",
+    )
+    per_profile = "; ".join(
+        f"{name}: {', '.join(sorted(module.SCALES))}" for name, module in SAMPLE_PROFILES.items()
+    )
+    parser.add_argument(
+        "--scale",
+        choices=sorted({scale for module in SAMPLE_PROFILES.values() for scale in module.SCALES}),
+        default=None,
+        help=f"size of the generated data, per profile ({per_profile}; default demo)",
     )
     parser.add_argument("--seed", type=int, default=None, help="override the scale's seed")
+    parser.set_defaults(check_sample_arguments=functools.partial(_check_scale, parser))
+
+
+def _check_scale(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Default the scale to the profile's, and reject a scale the profile does not have."""
+    scales = SAMPLE_PROFILES[args.profile].SCALES
+    if args.scale is None:
+        args.scale = SAMPLE_PROFILES[args.profile].DEFAULT_SCALE
+    elif args.scale not in scales:
+        parser.error(
+            f"argument --scale: the {args.profile} profile has no scale {args.scale!r} "
+            f"(choose from {', '.join(sorted(scales))})"
+        )
 
 
 def _sample(args: argparse.Namespace) -> int:
-    written = _write_sample(args.data_dir, args.scale, args.seed, args.format)
-    print(f"wrote {written} ({args.scale}, {args.format})")
+    written = _write_sample(args.data_dir, args.scale, args.seed, args.format, args.profile)
+    print(f"wrote {written} ({args.profile} {args.scale}, {args.format})")
     return 0
 
 
-def _write_sample(data_dir: Path, scale: str, seed: int | None, file_format: str) -> Path:
-    spec = sample_data.SCALES[scale]
+def _write_sample(
+    data_dir: Path, scale: str, seed: int | None, file_format: str, profile: str = "events"
+) -> Path:
+    module = SAMPLE_PROFILES[profile]
+    spec = module.SCALES[scale]
     if seed is not None:
         spec = dataclasses.replace(spec, seed=seed)
-    generated = sample_data.generate(spec)
+    log.info("generating the %s sample at scale %s", profile, scale)
+    generated = module.generate(spec)
     sample_data.write_data_dir(generated.tables, data_dir, file_format=file_format)
     return data_dir
 
@@ -117,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(data_dir=args.data_dir, dbt_vars=dbt_vars)
     if settings.is_default_data_dir and not settings.data_dir.exists():
         log.info("no data in %s yet: generating the %s sample", settings.data_dir, args.scale)
-        _write_sample(settings.data_dir, args.scale, args.seed, "parquet")
+        _write_sample(settings.data_dir, args.scale, args.seed, "parquet", args.profile)
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
