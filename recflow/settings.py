@@ -98,7 +98,9 @@ def parse_var_assignment(text: str) -> tuple[str, Any]:
     try:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError as error:
-        raise SettingsError(f"--var {key.strip()}: {value!r} is not valid YAML ({error})") from None
+        raise SettingsError(
+            f"--var {key.strip()}: {value!r} is not valid YAML ({_yaml_problem(error)})"
+        ) from None
     return key.strip(), _json_ready(parsed)
 
 
@@ -109,13 +111,22 @@ def read_vars_file(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise SettingsError(f"--vars-file {path}: cannot read it ({error.strerror})") from None
     except yaml.YAMLError as error:
-        raise SettingsError(f"--vars-file {path}: not valid YAML ({error})") from None
+        problem = _yaml_problem(error)
+        raise SettingsError(f"--vars-file {path}: not valid YAML ({problem})") from None
     if not isinstance(loaded, dict) or not all(isinstance(key, str) for key in loaded):
         raise SettingsError(
             f"--vars-file {path}: must hold a YAML mapping of var names to values, "
             f"got {type(loaded).__name__}"
         )
     return {key: _json_ready(value) for key, value in loaded.items()}
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the problem and where it is."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(error).split())
 
 
 def _json_ready(value: Any) -> Any:
