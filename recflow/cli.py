@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import logging
 import sys
 import time
@@ -16,9 +17,16 @@ from recflow.dbt_invocation import DbtFailedError, compiled_analysis_sql, run_db
 from recflow.promotion import command as promotion_command
 from recflow.review import command as review_command
 from recflow.review import comment as review_comment
-from recflow.settings import Settings, default_data_dir
+from recflow.settings import (
+    Settings,
+    SettingsError,
+    add_run_setting_arguments,
+    default_data_dir,
+    run_settings_from_args,
+)
 from recflow.warehouse_report import BuildSummary, summarise_build
 from trainer import task as trainer_task
+from trainer.errors import TrainerInputError
 
 log = logging.getLogger("recflow")
 # Shapes of generated data; each module has SCALES, DEFAULT_SCALE and generate(spec).
@@ -34,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("sqlfluff").setLevel(logging.WARNING)
     try:
         return args.handler(args)
+    except (SettingsError, TrainerInputError) as error:
+        print(f"recflow: {error}", file=sys.stderr)
+        return 2
     except DbtFailedError as error:
         print(f"recflow: {error}", file=sys.stderr)
         return 1
@@ -68,14 +79,10 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="length of the label window and of the spacing between snapshots, so of the "
-        "validation and test hold-outs (default: the dbt vars, 7)",
+        "validation and test hold-outs: shorthand for --var label_window_days=N --var "
+        "snapshot_interval_days=N (default: the dbt vars, 7)",
     )
-    run.add_argument(
-        "--top-k",
-        type=int,
-        default=20,
-        help="recommendations per user (the trainer's --top-k and the serving tests' K)",
-    )
+    add_run_setting_arguments(run)
     run.add_argument(
         "--skip-training", action="store_true", help="stop after the feature build and report"
     )
@@ -143,12 +150,10 @@ def _write_sample(
 
 
 def _run(args: argparse.Namespace) -> int:
-    dbt_vars = (
-        {"label_window_days": args.holdout_days, "snapshot_interval_days": args.holdout_days}
-        if args.holdout_days
-        else {}
-    )
-    settings = Settings.from_env(data_dir=args.data_dir, dbt_vars=dbt_vars)
+    # Checked before the sample, the warehouse directory or dbt touch anything.
+    run_settings = run_settings_from_args(args)
+    print(run_settings.describe())
+    settings = Settings.from_env(data_dir=args.data_dir, dbt_vars=run_settings.dbt_vars)
     if settings.is_default_data_dir and not settings.data_dir.exists():
         log.info("no data in %s yet: generating the %s sample", settings.data_dir, args.scale)
         _write_sample(settings.data_dir, args.scale, args.seed, "parquet", args.profile)
@@ -177,15 +182,15 @@ def _run(args: argparse.Namespace) -> int:
             "--manifest",
             str(settings.dbt_target_path / "manifest.json"),
             "--top-k",
-            str(args.top_k),
+            str(run_settings.top_k),
+            "--dbt-vars",
+            json.dumps(dict(run_settings.dbt_vars)),
         ]
     )
     if trained != 0:
         return trained
-    serving = dataclasses.replace(
-        settings, dbt_vars={**settings.dbt_vars, "recommendations_per_user": args.top_k}
-    )
-    run_dbt(serving, "build", "--selector", "serving")
+    # settings.dbt_vars already holds recommendations_per_user = K for the serving tests.
+    run_dbt(settings, "build", "--selector", "serving")
     print("\nrecommendations built and tested: table main.recommendations in", settings.duckdb_path)
     return 0
 
@@ -202,7 +207,8 @@ def _print_summary(settings: Settings, summary: BuildSummary, build_seconds: flo
     positives = recall.pop("test_positives")
     print(f"\ncandidate recall on the test window ({positives:,} positive interactions)")
     for source, share in recall.items():
-        print(f"  {source:<34} {share:>12.1%}")
+        # No test positives (too little data for a test window): no share to show.
+        print(f"  {source:<34} {'n/a' if share is None else f'{share:.1%}':>12}")
 
 
 if __name__ == "__main__":

@@ -134,8 +134,10 @@ def check_trainable(frame: pd.DataFrame, spec: FeatureSpec, table_name: str) -> 
         if needed not in splits:
             raise TrainerInputError(
                 f"{table_name} has no '{needed}' rows in column {spec.split}: the data covers "
-                "too few snapshots. Use more days of data or lower train_snapshots / "
-                "snapshot_interval_days in dbt_project.yml."
+                "too few snapshots (labelled cutoffs start min_history_days after the first "
+                "event and need train_snapshots + 2 of them, snapshot_interval_days apart). Use "
+                "more days of data or lower min_history_days / train_snapshots / "
+                "snapshot_interval_days (dbt vars; recflow run --var)."
             )
     train = frame[frame[spec.split] == TRAIN]
     if int(train[spec.label].sum()) == 0:

@@ -80,7 +80,7 @@ class TrainerConfig:
     params: ranker.RankerParams = field(default_factory=ranker.RankerParams)
     # Features of the dbt YAML this model leaves out (a deliberately different challenger).
     exclude_features: tuple[str, ...] = ()
-    run_context: dict[str, str] = field(default_factory=dict)
+    run_context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

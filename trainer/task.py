@@ -16,12 +16,14 @@ metrics.json holds the evaluation.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 
@@ -70,7 +72,14 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
         help="leave this feature of the dbt YAML out of the model (repeatable); recorded in "
         "run_metadata.json",
     )
-    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--top-k", type=int, default=20, help="recommendations per user (>= 1)")
+    parser.add_argument(
+        "--dbt-vars",
+        default=None,
+        metavar="JSON",
+        help="the dbt var overrides the feature tables were built with (a JSON object), "
+        "recorded in run_metadata.json as dbt_vars",
+    )
     parser.add_argument("--eval-k", type=int, nargs="+", default=[10, 20])
     defaults = RankerParams()
     parser.add_argument("--num-boost-round", type=int, default=defaults.num_boost_round)
@@ -85,6 +94,9 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
         help="LightGBM threads; results are reproducible for a fixed value",
     )
     args = parser.parse_args(argv)
+    if args.top_k < 1:
+        raise TrainerInputError(f"--top-k must be an integer >= 1, got {args.top_k}")
+    dbt_vars = _dbt_vars(args.dbt_vars)
 
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     run_dir = args.output_dir or os.environ.get("AIP_MODEL_DIR") or str(REPO_ROOT / "runs" / run_id)
@@ -109,8 +121,22 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
         run_context={
             "git_commit": git_commit(),
             **{name.lower(): os.environ[name] for name in VERTEX_CONTEXT if name in os.environ},
+            **({"dbt_vars": dbt_vars} if dbt_vars is not None else {}),
         },
     )
+
+
+def _dbt_vars(text: str | None) -> dict[str, Any] | None:
+    """The parsed --dbt-vars, or None when the caller did not say which vars dbt used."""
+    if text is None:
+        return None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TrainerInputError(f"--dbt-vars must be a JSON object: {error}") from None
+    if not isinstance(parsed, dict):
+        raise TrainerInputError(f"--dbt-vars must be a JSON object, got {text!r}")
+    return parsed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from recflow.promotion.registry import (
     RegistrySettingError,
     open_registry,
 )
-from recflow.settings import REPO_ROOT
+from recflow.settings import REPO_ROOT, SettingsError, add_run_setting_arguments
 from trainer.errors import TrainerInputError
 
 EXIT_DECIDED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -79,7 +79,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="NAME",
         help="train without this feature (repeatable): a deliberately worse challenger",
     )
-    ct.add_argument("--top-k", type=int, default=20)
+    add_run_setting_arguments(ct)
     ct.add_argument(
         "--trainer-arg",
         dest="trainer_args",
@@ -151,21 +151,23 @@ def _gate(args: argparse.Namespace) -> int:
 def _ct(args: argparse.Namespace) -> int:
     from recflow.promotion.ct import CtConfig, run_ct
     from recflow.promotion.gating import GateInputError
-    from recflow.settings import Settings
+    from recflow.settings import Settings, run_settings_from_args
 
     def decide() -> dict[str, Any]:
+        run_settings = run_settings_from_args(args)
         config = CtConfig(
-            settings=Settings.from_env(data_dir=args.data_dir),
+            settings=Settings.from_env(data_dir=args.data_dir, dbt_vars=run_settings.dbt_vars),
             registry_path=args.registry,
             runs_dir=args.runs_dir,
             drop_features=tuple(args.drop_features),
-            top_k=args.top_k,
+            top_k=run_settings.top_k,
             tolerance=_tolerance(args.tolerance),
             trainer_args=tuple(args.trainer_args),
         )
+        print(run_settings.describe())
         return run_ct(config)
 
-    return _decided("ct", decide, bad_input=(GateInputError,))
+    return _decided("ct", decide, bad_input=(GateInputError, SettingsError))
 
 
 def _decided(

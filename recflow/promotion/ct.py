@@ -7,6 +7,7 @@ version, move `champion`, write the batch recommendations -> dbt build --selecto
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ def run_ct(config: CtConfig) -> dict[str, Any]:
             "",  # the gate writes them, and only for a promoted model
             "--top-k",
             str(config.top_k),
+            "--dbt-vars",
+            json.dumps(dict(settings.dbt_vars)),
             *(f"--exclude-feature={name}" for name in config.drop_features),
             *config.trainer_args,
         ]
