@@ -1,6 +1,10 @@
 -- Candidate recall by source: of all positive interactions in the test label window, the share
 -- that each candidate source (and their union) put in front of the ranker. The union is the
--- ceiling of any ranker's recall; `already_seen` is the share the seen-item exclusion removes.
+-- ceiling of any ranker's recall; `already_seen` is the share of positives on items the user
+-- already had (what the repeat source can reach, and what `exclude_seen_items` gives up).
+{%- set sources = [
+    'covisitation', 'itemknn', 'popularity', 'popularity_all', 'category', 'repeat'
+] %}
 
 with
 
@@ -44,9 +48,9 @@ matched as (
     select
         test_positives.user_id,
         test_positives.item_id,
-        coalesce(candidates.is_from_covisitation, false) as is_from_covisitation,
-        coalesce(candidates.is_from_popularity, false) as is_from_popularity,
-        coalesce(candidates.is_from_category, false) as is_from_category,
+        {%- for source in sources %}
+        coalesce(candidates.is_from_{{ source }}, false) as is_from_{{ source }},
+        {%- endfor %}
         candidates.item_id is not null as is_candidate,
         seen.item_id is not null as is_already_seen
 
@@ -68,9 +72,9 @@ recall as (
 
     select
         count(*) as test_positives,
-        avg(case when is_from_covisitation then 1.0 else 0.0 end) as covisitation,
-        avg(case when is_from_popularity then 1.0 else 0.0 end) as popularity,
-        avg(case when is_from_category then 1.0 else 0.0 end) as category,
+        {%- for source in sources %}
+        avg(case when is_from_{{ source }} then 1.0 else 0.0 end) as {{ source }},
+        {%- endfor %}
         avg(case when is_candidate then 1.0 else 0.0 end) as all_sources,
         avg(case when is_already_seen then 1.0 else 0.0 end) as already_seen
 

@@ -45,12 +45,13 @@ from trainer_harness import (
 )
 
 from recflow.dbt_invocation import dbt_executable
-from trainer import pipeline
+from trainer import pipeline, serving
 from trainer.dataset import TEST
 from trainer.evaluation import SEGMENTS
 from trainer.feature_spec import (
     EXAMPLES_MODEL,
     ITEM_FEATURES_MODEL,
+    KNOWN_USERS_MODEL,
     POSITIVES_MODEL,
     SCORING_MODEL,
     FeatureSpec,
@@ -74,8 +75,11 @@ TIMINGS = {
 RANKERS = {
     "model",
     "source:covisitation",
+    "source:itemknn",
     "source:popularity",
+    "source:popularity_all",
     "source:category",
+    "source:repeat",
     "global_popularity",
 }
 # One thread in-process: LightGBM's OpenMP threads spin while they wait, which is ~20x slower
@@ -202,19 +206,35 @@ def test_evaluation_reports_every_ranker_per_segment_within_bounds(
 def test_recommend_gives_each_scored_user_ranks_one_to_k(
     loaded: Loaded, booster: lgb.Booster
 ) -> None:
-    """Batch recommendations: every user at the scoring cutoff, K distinct items ranked 1..K,
-    scores non-increasing with rank."""
+    """Batch recommendations: every known user, K distinct items ranked 1..K; a user with
+    candidates gets their best-scored ones (scores non-increasing with rank), every other known
+    user the popularity fallback with a null score."""
     recommendations = pipeline.recommend(
         booster, loaded.tables, loaded.spec, k=TOP_K, model_version="test"
     ).to_pandas()
 
-    assert set(recommendations["user_id"]) == set(loaded.tables.scoring["user_id"])
+    assert set(recommendations["user_id"]) == set(loaded.tables.known_users)
     assert not recommendations.duplicated(["user_id", "item_id"]).any()
-    for _, rows in recommendations.groupby("user_id"):
-        candidates = (loaded.tables.scoring["user_id"] == rows["user_id"].iloc[0]).sum()
-        assert sorted(rows["recommendation_rank"]) == list(range(1, min(TOP_K, candidates) + 1))
-        ordered = rows.sort_values("recommendation_rank")["score"].to_numpy()
-        assert np.all(np.diff(ordered) <= 0)
+    scored_users = set(loaded.tables.scoring["user_id"])
+    fallback = serving.fallback_items(
+        loaded.tables.item_features[
+            loaded.tables.item_features["snapshot_date"] == loaded.tables.scoring_cutoff
+        ],
+        loaded.spec.popularity_rank,
+        k=TOP_K,
+    )
+    for user, rows in recommendations.groupby("user_id"):
+        ordered = rows.sort_values("recommendation_rank")
+        if user in scored_users:
+            candidates = (loaded.tables.scoring["user_id"] == user).sum()
+            assert list(ordered["recommendation_rank"]) == list(
+                range(1, min(TOP_K, candidates) + 1)
+            )
+            assert np.all(np.diff(ordered["score"].to_numpy()) <= 0)
+        else:
+            assert list(ordered["item_id"]) == fallback
+            assert ordered["score"].isna().all()
+    assert scored_users < set(recommendations["user_id"])  # the tiny sample has unseen users
 
 
 # --- python -m trainer.task end to end ------------------------------------------------------------
@@ -250,7 +270,9 @@ def test_saved_model_reproduces_the_batch_scores(finished_run: FinishedRun, load
     rescored = scoring[["user_id", "item_id"]].assign(
         rescored=model.predict(scoring[list(loaded.spec.features)])
     )
-    joined = batch.merge(rescored, on=["user_id", "item_id"], how="left", validate="one_to_one")
+    # Fallback rows (users without candidates) have no score to reproduce.
+    scored = batch[batch["score"].notna()]
+    joined = scored.merge(rescored, on=["user_id", "item_id"], how="left", validate="one_to_one")
 
     assert joined["rescored"].notna().all()
     np.testing.assert_allclose(joined["score"], joined["rescored"], rtol=1e-9, atol=1e-12)
@@ -272,6 +294,7 @@ def test_run_metadata_records_provenance(finished_run: FinishedRun, loaded: Load
         SCORING_MODEL: scalar(warehouse, f"select count(*) from {SCORING_MODEL}"),
         POSITIVES_MODEL: scalar(warehouse, f"select count(*) from {POSITIVES_MODEL}"),
         ITEM_FEATURES_MODEL: scalar(warehouse, f"select count(*) from {ITEM_FEATURES_MODEL}"),
+        KNOWN_USERS_MODEL: scalar(warehouse, f"select count(*) from {KNOWN_USERS_MODEL}"),
         "batch_recommendations": scalar(warehouse, "select count(*) from ml.batch_recommendations"),
     }
     assert metadata["training_data_sha256"] == pipeline.data_fingerprint(loaded.tables.examples)
@@ -341,7 +364,7 @@ def test_batch_recommendations_table_is_written_back(finished_run: FinishedRun) 
     )
     assert {row[1:] for row in per_user} == {(TOP_K, TOP_K, 1, TOP_K, TOP_K)}
     assert {row[0] for row in per_user} == {
-        user for (user,) in query(warehouse, f"select distinct user_id from {SCORING_MODEL}")
+        user for (user,) in query(warehouse, f"select user_id from {KNOWN_USERS_MODEL}")
     }
     assert query(warehouse, "select distinct model_version from ml.batch_recommendations") == [
         (metadata["run_id"],)

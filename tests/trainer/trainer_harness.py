@@ -22,6 +22,7 @@ from conftest import SUBPROCESS_TIMEOUT_S, TinyWarehouse
 from trainer.feature_spec import (
     EXAMPLES_MODEL,
     ITEM_FEATURES_MODEL,
+    KNOWN_USERS_MODEL,
     POSITIVES_MODEL,
     SCORING_MODEL,
 )
@@ -30,7 +31,14 @@ from trainer.feature_spec import (
 FAKE_GIT_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # Enough rounds to learn something on the tiny sample, few enough to take well under a second.
 FAST_ROUNDS = ("--num-boost-round", "30", "--log-every", "1000")
-MART_TABLES = (EXAMPLES_MODEL, SCORING_MODEL, POSITIVES_MODEL, ITEM_FEATURES_MODEL)
+MART_TABLES = (
+    EXAMPLES_MODEL,
+    SCORING_MODEL,
+    POSITIVES_MODEL,
+    ITEM_FEATURES_MODEL,
+    KNOWN_USERS_MODEL,
+    KNOWN_USERS_MODEL,
+)
 
 
 @dataclass(frozen=True)
