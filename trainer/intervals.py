@@ -16,7 +16,7 @@ nothing about the noise: `Interval.users` tells the reader so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +74,7 @@ def bootstrap_intervals(
     confidence: float = DEFAULT_CONFIDENCE,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
-) -> dict[str, Interval]:
+) -> dict[Hashable, Interval]:
     """`bootstrap_interval` of every column of `frame` (one row per user), on shared resamples.
 
     Sharing the resamples makes the intervals of several metrics or rankers on the same users
@@ -93,7 +93,7 @@ def bootstrap_intervals(
     low, high = np.quantile(means, [tail, 1.0 - tail], axis=0)
     point = values.mean(axis=0)
     return {
-        str(name): Interval(
+        name: Interval(
             mean=float(point[i]),
             # The observed mean always lies inside (floating-point noise aside at zero width).
             low=float(min(low[i], point[i])),
