@@ -245,9 +245,9 @@ def decide(
             f"({difference.resamples} resamples), tolerance {policy.tolerance:g}"
         )
         verdict = (
-            f": the interval reaches {bar:+.4f}, not worse beyond the noise"
+            f": the interval reaches {bar:.4f}, not worse beyond the noise"
             if good_enough
-            else f": the whole interval lies below {bar:+.4f}, worse beyond the noise"
+            else f": the whole interval lies below {bar:.4f}, worse beyond the noise"
         )
     else:
         threshold = incumbent - policy.tolerance
