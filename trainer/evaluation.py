@@ -13,23 +13,27 @@ count against it. Rankers:
 Users with no list from a ranker (cold users: every user with history has candidates) get the
 global popularity list as fallback, the same for every ranker and exactly what the batch serves
 them (trainer/serving.py). Results are reported for warm users (events before the cutoff) and
-for all users.
+for all users, each metric with a 95% bootstrap interval over the segment's users; the per-user
+values are kept for paired comparisons (the model against each baseline, and the gate's
+champion against challenger).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from trainer import ordering, serving
 from trainer.feature_spec import FeatureSpec
-from trainer.metrics import ranking_metrics
+from trainer.intervals import bootstrap_intervals
+from trainer.metrics import per_user_metrics, ranking_metrics
 
 SCORE = "score"
 SEGMENTS = ("warm_users", "all_users")
+WARM_USER = "is_warm_user"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class Evaluation:
     metrics: dict[str, dict[str, dict[str, float]]]
     candidate_recall: dict[str, float]
     test_recommendations: pd.DataFrame
+    # ranker -> per_user_metrics of every user with a positive, plus an is_warm_user column
+    per_user: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # segment -> ranker -> metric -> [low, high]: 95% bootstrap intervals of the per-user metrics
+    intervals: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
 
 
 def ranked_lists(rows: pd.DataFrame, order_by: str, *, k: int, descending: bool) -> pd.DataFrame:
@@ -133,8 +141,51 @@ def evaluate(
         candidate_recall[segment] = ranking_metrics(
             all_candidates, segment_positives, ks=[max_candidates], catalogue_size=catalogue_size
         )[f"recall@{max_candidates}"]
+    per_user = per_user_by_ranker(lists, positives, ks=ks)
     return Evaluation(
         metrics=metrics,
         candidate_recall=candidate_recall,
         test_recommendations=lists["model"],
+        per_user=per_user,
+        intervals=segment_intervals(per_user),
     )
+
+
+def per_user_by_ranker(
+    lists: dict[str, pd.DataFrame], positives: pd.DataFrame, *, ks: Sequence[int]
+) -> dict[str, pd.DataFrame]:
+    """Each ranker's per-user metrics over every user with a positive, flagged warm or not."""
+    warm_users = pd.unique(positives.loc[positives[WARM_USER], "user_id"])
+    frames = {}
+    for name, ranked in lists.items():
+        frame = per_user_metrics(ranked, positives, ks=ks)
+        frames[name] = frame.assign(**{WARM_USER: frame.index.isin(warm_users)})
+    return frames
+
+
+def in_segment(per_user: pd.DataFrame, segment: str) -> pd.DataFrame:
+    """The rows of a `per_user_by_ranker` frame that belong to one of SEGMENTS."""
+    if segment == "warm_users":
+        return per_user[per_user[WARM_USER]]
+    if segment == "all_users":
+        return per_user
+    raise ValueError(f"unknown segment {segment!r}; expected one of {', '.join(SEGMENTS)}")
+
+
+def segment_intervals(
+    per_user: dict[str, pd.DataFrame],
+) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """segment -> ranker -> metric -> [low, high], every ranker on the same resampled users."""
+    result: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for segment in SEGMENTS:
+        rows = pd.concat(
+            {
+                name: in_segment(frame, segment).drop(columns=WARM_USER)
+                for name, frame in per_user.items()
+            },
+            axis=1,
+        )
+        result[segment] = {name: {} for name in per_user}
+        for (name, metric), interval in bootstrap_intervals(rows).items():
+            result[segment][name][metric] = [interval.low, interval.high]
+    return result

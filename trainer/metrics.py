@@ -8,6 +8,7 @@ ranker) rather than the ranker on its own easy subset. Everything here is pure a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -40,14 +41,60 @@ def ranking_metrics(
     - map@K: AP@K = (1 / min(K, |P|)) Σ precision@i · rel_i.
     - precision@K = |top-K ∩ P| / K, also for users with fewer than K recommendations.
 
-    coverage@K is the number of distinct items in the evaluated users' top-K lists divided by
-    `catalogue_size` (lists of non-evaluated users do not count; the value is not clipped, so a
-    too-small catalogue_size shows up as coverage above 1). Also returned: "users_evaluated" and
-    "users_with_recommendations" (share of evaluated users with at least one recommendation).
+    These are the means of `per_user_metrics`. coverage@K is the number of distinct items in the
+    evaluated users' top-K lists divided by `catalogue_size` (lists of non-evaluated users do not
+    count; the value is not clipped, so a too-small catalogue_size shows up as coverage above 1).
+    Also returned: "users_evaluated" and "users_with_recommendations" (share of evaluated users
+    with at least one recommendation).
     """
-    cutoffs = _validated_ks(ks)
     if isinstance(catalogue_size, bool) or catalogue_size < 1:
         raise ValueError(f"catalogue_size must be at least 1, got {catalogue_size!r}")
+    scored = _score_lists(recommendations, positives, ks)
+    results: dict[str, float] = {}
+    for k in scored.ks:
+        for metric in PER_USER_METRICS:
+            results[f"{metric}@{k}"] = float(np.mean(scored.per_user[f"{metric}@{k}"]))
+        results[f"coverage@{k}"] = scored.distinct_items_shown[k] / catalogue_size
+    results["users_evaluated"] = float(len(scored.users))
+    results["users_with_recommendations"] = float(np.mean(scored.has_recommendations))
+    return results
+
+
+def per_user_metrics(
+    recommendations: pd.DataFrame, positives: pd.DataFrame, *, ks: Sequence[int]
+) -> pd.DataFrame:
+    """Recall, nDCG, MAP and precision at each K for every user with a positive, one row each.
+
+    The same definitions and inputs as `ranking_metrics` (whose macro-averages are these
+    columns' means), kept per user so that their spread can be measured: bootstrap intervals
+    and paired comparisons of two rankers resample these rows. Indexed by user_id (sorted), with
+    columns "recall@K", "ndcg@K", "map@K", "precision@K" for each K in ascending order.
+    """
+    scored = _score_lists(recommendations, positives, ks)
+    frame = pd.DataFrame(scored.per_user, index=pd.Index(scored.users, name="user_id"))
+    return frame.sort_index(kind="stable")
+
+
+# The metrics that are a mean over users (coverage is a property of the whole set of lists).
+PER_USER_METRICS = ("recall", "ndcg", "map", "precision")
+
+
+@dataclass(frozen=True)
+class _ScoredLists:
+    """Per-user metric arrays (in `users` order) and what the set-level metrics need."""
+
+    ks: list[int]
+    users: np.ndarray
+    per_user: dict[str, np.ndarray]
+    has_recommendations: np.ndarray
+    distinct_items_shown: dict[int, int]
+
+
+def _score_lists(
+    recommendations: pd.DataFrame, positives: pd.DataFrame, ks: Sequence[int]
+) -> _ScoredLists:
+    """Validate the inputs and compute every per-user metric in one vectorised pass."""
+    cutoffs = _validated_ks(ks)
     _require_columns(recommendations, "recommendations", RECOMMENDATION_COLUMNS)
     _require_columns(positives, "positives", POSITIVE_COLUMNS)
     if len(recommendations) and not pd.api.types.is_numeric_dtype(recommendations["rank"]):
@@ -66,8 +113,8 @@ def ranking_metrics(
     # n_users); item codes are sorted so rank ties break by item_id. Relevance then becomes an
     # integer-key lookup.
     n_positives = len(positives)
-    user_codes = _codes(positives["user_id"], recommendations["user_id"], sort=False)
-    item_codes = _codes(positives["item_id"], recommendations["item_id"], sort=True)
+    user_codes, user_values = _codes(positives["user_id"], recommendations["user_id"], sort=False)
+    item_codes, _ = _codes(positives["item_id"], recommendations["item_id"], sort=True)
     positive_user = user_codes[:n_positives]
     n_users = int(positive_user.max()) + 1
     n_items = int(item_codes.max()) + 1
@@ -95,7 +142,8 @@ def ranking_metrics(
     precision_at_hit = relevant * _cumsum_within_user(relevant, rec_user) / position
 
     ideal_dcg = np.cumsum(1.0 / np.log2(np.arange(2, max(cutoffs) + 2)))
-    results: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
+    distinct_items_shown: dict[int, int] = {}
     for k in cutoffs:
         in_top = position <= k
         user_k = rec_user[in_top]
@@ -104,18 +152,20 @@ def ranking_metrics(
         dcg = np.bincount(user_k, weights=gain[in_top], minlength=n_users)
         precision_sum = np.bincount(user_k, weights=precision_at_hit[in_top], minlength=n_users)
 
-        results[f"recall@{k}"] = float(np.mean(hits / positives_per_user))
-        results[f"ndcg@{k}"] = float(np.mean(dcg / ideal_dcg[attainable - 1]))
-        results[f"map@{k}"] = float(np.mean(precision_sum / attainable))
-        results[f"precision@{k}"] = float(np.mean(hits / k))
+        per_user[f"recall@{k}"] = hits / positives_per_user
+        per_user[f"ndcg@{k}"] = dcg / ideal_dcg[attainable - 1]
+        per_user[f"map@{k}"] = precision_sum / attainable
+        per_user[f"precision@{k}"] = hits / k
         shown = np.bincount(rec_item[in_top], minlength=n_items)
-        results[f"coverage@{k}"] = np.count_nonzero(shown) / catalogue_size
+        distinct_items_shown[k] = int(np.count_nonzero(shown))
 
-    results["users_evaluated"] = float(n_users)
-    results["users_with_recommendations"] = float(
-        np.mean(np.bincount(rec_user, minlength=n_users) > 0)
+    return _ScoredLists(
+        ks=cutoffs,
+        users=user_values[:n_users],
+        per_user=per_user,
+        has_recommendations=np.bincount(rec_user, minlength=n_users) > 0,
+        distinct_items_shown=distinct_items_shown,
     )
-    return results
 
 
 def metrics_table(results: Mapping[str, Mapping[str, float]], *, columns: Sequence[str]) -> str:
@@ -176,10 +226,11 @@ def _require_comparable_ids(recommendations: pd.DataFrame, positives: pd.DataFra
             )
 
 
-def _codes(first: pd.Series, second: pd.Series, *, sort: bool) -> np.ndarray:
-    """Integer codes of the values of `first` followed by `second`, under one shared coding."""
-    codes, _ = pd.factorize(pd.concat([first, second], ignore_index=True), sort=sort)
-    return codes
+def _codes(first: pd.Series, second: pd.Series, *, sort: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of the values of `first` followed by `second`, under one shared coding,
+    and the distinct values the codes stand for."""
+    codes, uniques = pd.factorize(pd.concat([first, second], ignore_index=True), sort=sort)
+    return codes, np.asarray(uniques)
 
 
 def _order_by_user_rank_item(

@@ -357,7 +357,11 @@ def run(config: TrainerConfig) -> RunResult:
         booster.save_model(str(staging / "model.txt"), num_iteration=booster.best_iteration)
         writing.write_json(
             staging / "metrics.json",
-            {"metrics": result.metrics, "candidate_recall": result.candidate_recall},
+            {
+                "metrics": result.metrics,
+                "candidate_recall": result.candidate_recall,
+                "intervals": result.intervals,
+            },
         )
         ranker.feature_importance(booster).to_csv(staging / "feature_importance.csv", index=False)
         writing.write_json(staging / "feature_spec.json", spec.to_json())

@@ -113,8 +113,10 @@ def _add_tolerance_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance",
         default=os.environ.get(TOLERANCE_VARIABLE) or str(gate.DEFAULT_TOLERANCE),
-        help="how much lower (absolute NDCG@10) the challenger may score and still be promoted "
-        f"(${TOLERANCE_VARIABLE}; default {gate.DEFAULT_TOLERANCE})",
+        help="the challenger is refused when the whole 95%% bootstrap interval of its per-user "
+        "NDCG@10 minus the champion's lies below -TOLERANCE (absolute; against a champion that "
+        "cannot be re-scored: when its point value is lower than the champion's minus "
+        f"TOLERANCE) (${TOLERANCE_VARIABLE}; default {gate.DEFAULT_TOLERANCE:g})",
     )
 
 
@@ -199,6 +201,14 @@ def describe(decision: dict[str, Any]) -> str:
             f"  champion version {champion['version']} ({champion['scoring']}): {metric} "
             f"{champion['primary_metric_value']:.4f}"
         )
+        if difference := decision.get("paired_difference"):
+            lines.append(
+                f"  challenger - champion, per user: {difference['mean']:+.4f}, "
+                f"{difference['confidence']:.0%} interval [{difference['low']:+.4f}, "
+                f"{difference['high']:+.4f}] over {difference['users']} users"
+            )
+        else:
+            lines.append("  no paired interval: the champion's recorded metrics were compared")
         lines.append(_metrics_table(challenger["metrics"], champion["metrics"]))
     if version := decision.get("registered_version"):
         lines.append(f"  registered as version {version}; `champion` now points at it")

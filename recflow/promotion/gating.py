@@ -80,6 +80,7 @@ def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
         champion,
         problems,
         request.policy,
+        challenger_per_user=challenger_scored.per_user,
         context={
             "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "challenger_run_id": challenger.run_id,
@@ -122,6 +123,7 @@ def _evaluate_champion(
             run_dir=version.run_dir,
             metrics=scored.metrics,
             scoring=gate.ChampionScoring.RESCORED,
+            per_user=scored.per_user,
         )
     # Fallback, stated in the decision: the champion cannot serve these tables either, so the
     # only yardstick left is what it scored on its own test window.

@@ -9,7 +9,8 @@ fallback and the same code (trainer.pipeline.evaluate_model).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -32,6 +33,8 @@ class Scored:
 
     metrics: dict[str, Any] | None
     unscorable_reason: str = ""
+    # ranker -> per-user metrics (Evaluation.per_user), for the gate's paired comparison
+    per_user: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def load_current_tables(
@@ -61,7 +64,7 @@ def score(run: FinishedRun, tables: pipeline.FeatureTables, *, ks: tuple[int, ..
     evaluation = pipeline.evaluate_model(
         booster, replace(tables, examples=_as_categories(examples, spec)), spec, ks=ks
     )
-    return Scored(evaluation.metrics)
+    return Scored(evaluation.metrics, per_user=evaluation.per_user)
 
 
 def _as_categories(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

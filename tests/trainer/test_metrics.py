@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainer.metrics import metrics_table, ranking_metrics
+from trainer.metrics import metrics_table, per_user_metrics, ranking_metrics
 
 
 def recs(rows: dict[str, list[str]]) -> pd.DataFrame:
@@ -296,6 +296,54 @@ def test_matches_brute_force_reference(seed: int) -> None:
         assert {key: result[key] for key in reference_metrics(recommendations, relevant, k)} == (
             pytest.approx(reference_metrics(recommendations, relevant, k))
         )
+
+
+def reference_per_user(recommendations: pd.DataFrame, relevant: pd.DataFrame, k: int) -> dict:
+    """The brute-force definitions above, one user at a time: user -> metric -> value."""
+    return {
+        user: reference_metrics(recommendations, relevant[relevant["user_id"] == user], k)
+        for user in relevant["user_id"].unique()
+    }
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_user_metrics_match_brute_force_and_average_to_ranking_metrics(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    recommendations = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 60, 600),
+            "item_id": rng.integers(0, 30, 600),
+            "rank": rng.integers(1, 40, 600),
+        }
+    )
+    relevant = pd.DataFrame(
+        {"user_id": rng.integers(0, 50, 150), "item_id": rng.integers(0, 30, 150)}
+    )
+    ks = (1, 5, 10)
+    per_user = per_user_metrics(recommendations, relevant, ks=ks)
+
+    assert per_user.index.name == "user_id"
+    assert list(per_user.index) == sorted(relevant["user_id"].unique())
+    assert list(per_user.columns) == [
+        f"{metric}@{k}" for k in ks for metric in ("recall", "ndcg", "map", "precision")
+    ]
+    for k in ks:
+        for user, expected in reference_per_user(recommendations, relevant, k).items():
+            got = per_user.loc[user, list(expected)].to_dict()
+            assert got == pytest.approx(expected), (user, k)
+    summary = ranking_metrics(recommendations, relevant, ks=ks, catalogue_size=30)
+    for column in per_user.columns:
+        assert per_user[column].mean() == pytest.approx(summary[column], rel=1e-15, abs=0)
+
+
+def test_per_user_metrics_give_zero_to_a_user_without_a_list() -> None:
+    per_user = per_user_metrics(recs({"u1": ["a"]}), positives({"u2": ["b"], "u1": ["a"]}), ks=(1,))
+    assert per_user.to_dict("index") == {
+        "u1": {"recall@1": 1.0, "ndcg@1": 1.0, "map@1": 1.0, "precision@1": 1.0},
+        "u2": {"recall@1": 0.0, "ndcg@1": 0.0, "map@1": 0.0, "precision@1": 0.0},
+    }
+    with pytest.raises(ValueError, match="no positives to evaluate against"):
+        per_user_metrics(recs({"u": ["a"]}), positives({}), ks=(1,))
 
 
 @pytest.mark.parametrize(

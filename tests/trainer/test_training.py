@@ -45,7 +45,7 @@ from trainer_harness import (
 )
 
 from recflow.dbt_invocation import dbt_executable
-from trainer import pipeline, serving
+from trainer import evaluation, pipeline, serving
 from trainer.dataset import TEST
 from trainer.evaluation import SEGMENTS
 from trainer.feature_spec import (
@@ -203,6 +203,35 @@ def test_evaluation_reports_every_ranker_per_segment_within_bounds(
     assert lists.groupby("user_id")["rank"].max().le(max(KS)).all()
 
 
+def test_per_user_metrics_average_to_the_reported_ones_inside_their_intervals(
+    loaded: Loaded, booster: lgb.Booster
+) -> None:
+    """Evaluation.per_user holds each ranker's per-user metrics with the warm flag; each
+    segment's means are the reported metrics, and every interval contains its metric."""
+    result = pipeline.evaluate_model(booster, loaded.tables, loaded.spec, ks=KS)
+
+    assert set(result.per_user) == RANKERS
+    assert set(result.intervals) == set(SEGMENTS)
+    for ranker_name, per_user in result.per_user.items():
+        assert per_user.index.is_unique and per_user["is_warm_user"].dtype == bool
+        for segment in SEGMENTS:
+            rows = evaluation.in_segment(per_user, segment)
+            reported = result.metrics[segment][ranker_name]
+            assert len(rows) == reported["users_evaluated"]
+            bounds = result.intervals[segment][ranker_name]
+            assert set(bounds) == {
+                f"{metric}@{k}" for k in KS for metric in ("recall", "ndcg", "map", "precision")
+            }
+            for metric, (low, high) in bounds.items():
+                mean = rows[metric].mean()
+                assert mean == pytest.approx(reported[metric], rel=1e-12, abs=1e-15)
+                assert low <= reported[metric] <= high, (segment, ranker_name, metric)
+    model = result.per_user["model"]
+    low, high = result.intervals["warm_users"]["model"]["ndcg@10"]
+    assert 0 <= low < high  # the tiny sample has enough warm users for a real interval
+    assert model["is_warm_user"].sum() == result.metrics["warm_users"]["model"]["users_evaluated"]
+
+
 def test_recommend_gives_each_scored_user_ranks_one_to_k(
     loaded: Loaded, booster: lgb.Booster
 ) -> None:
@@ -257,8 +286,8 @@ def test_run_directory_holds_every_artifact(finished_run: FinishedRun, loaded: L
     assert sorted(importance["feature"]) == sorted(loaded.spec.features)
     assert importance["gain"].sum() > 0
     metrics = finished_run.artifact_json("metrics.json")
-    assert set(metrics) == {"metrics", "candidate_recall"}
-    assert set(metrics["metrics"]) == set(SEGMENTS)
+    assert set(metrics) == {"metrics", "candidate_recall", "intervals"}
+    assert set(metrics["metrics"]) == set(SEGMENTS) == set(metrics["intervals"])
 
 
 def test_saved_model_reproduces_the_batch_scores(finished_run: FinishedRun, loaded: Loaded) -> None:
