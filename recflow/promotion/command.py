@@ -49,12 +49,6 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         default="ml.batch_recommendations",
         help="replaced with the run's batch recommendations on promotion ('' to skip)",
     )
-    gate_parser.add_argument(
-        "--seen-items-table",
-        default="int_user_items_snapshotted",
-        help="(user, item, snapshot) pairs seen before each cutoff, for the no-seen-items "
-        "check ('' to skip when exclude_seen_items is false)",
-    )
     gate_parser.add_argument("--decision-out", type=Path, default=None)
     _add_tolerance_argument(gate_parser)
     gate_parser.set_defaults(handler=_gate)
@@ -142,7 +136,6 @@ def _gate(args: argparse.Namespace) -> int:
             policy=gate.GatePolicy(tolerance=_tolerance(args.tolerance)),
             features_schema=args.features_schema,
             recommendations_table=args.recommendations_table or None,
-            seen_items_table=args.seen_items_table or None,
             decision_out=args.decision_out,
         )
         return run_gate(request, open_registry(args.registry))

@@ -315,26 +315,31 @@ RECOMMENDATION_COLUMNS = (
 def check_recommendations(
     recommendations: pd.DataFrame,
     candidates: pd.DataFrame,
-    seen: pd.DataFrame | None,
+    known_users: pd.Series,
+    fallback: list[str],
     *,
     k: int,
 ) -> tuple[str, ...]:
     """Problems with a run's batch recommendations; empty when they are fit to serve.
 
-    `candidates` holds the scoring snapshot's (user_id, item_id) candidates; `seen` the
-    (user_id, item_id) pairs users interacted with before that snapshot (None: not checked).
+    `candidates` holds the scoring snapshot's (user_id, item_id) candidates, `known_users` every
+    user the batch must serve and `fallback` the popularity list for users without candidates.
     Every user with candidates gets exactly min(k, their candidates) distinct candidate items,
-    ranked 1..n, with no nulls and none of the items they have seen.
+    ranked 1..n and scored; every other known user gets the fallback's first k items. No nulls
+    but the fallback rows' scores. Which items a user may be recommended (seen ones or not) is
+    the candidates' rule, so recommending only candidates keeps it; dbt's serving test
+    `assert_recommendations_exclude_seen_items` checks it again in the warehouse.
     """
     missing = [name for name in RECOMMENDATION_COLUMNS if name not in recommendations.columns]
     if missing:
         return (f"columns {', '.join(missing)} are missing",)
     problems: list[str] = []
-    nulls = {
-        name: int(count)
-        for name, count in recommendations[list(RECOMMENDATION_COLUMNS)].isna().sum().items()
-        if count
-    }
+    candidate_pairs = candidates[["user_id", "item_id"]].drop_duplicates()
+    has_candidates = recommendations["user_id"].isin(candidate_pairs["user_id"].unique())
+    required = [name for name in RECOMMENDATION_COLUMNS if name != "score"]
+    nulls = recommendations[required].isna().sum().to_dict()
+    nulls["score"] = int(recommendations.loc[has_candidates, "score"].isna().sum())
+    nulls = {name: int(count) for name, count in nulls.items() if count}
     if nulls:
         problems.append("null values: " + ", ".join(f"{n} ({c} rows)" for n, c in nulls.items()))
     recs = recommendations.dropna(subset=["user_id", "item_id", "recommendation_rank"])
@@ -345,8 +350,14 @@ def check_recommendations(
             f"{len(duplicated)} repeated (user, item) rows, e.g. {_examples(duplicated)}"
         )
 
-    candidate_pairs = candidates[["user_id", "item_id"]].drop_duplicates()
     expected = candidate_pairs.groupby("user_id").size().clip(upper=k).rename("expected")
+    served = pd.Index(pd.unique(recs["user_id"]))
+    unserved = pd.Index(pd.unique(known_users)).union(expected.index).difference(served)
+    if len(unserved):
+        problems.append(
+            f"{len(unserved)} known user(s) have no recommendations, e.g. "
+            f"{_examples(unserved.to_frame())}"
+        )
     per_user = recs.groupby("user_id").agg(
         rows=("item_id", "size"),
         distinct_items=("item_id", "nunique"),
@@ -354,22 +365,9 @@ def check_recommendations(
         max_rank=("recommendation_rank", "max"),
         distinct_ranks=("recommendation_rank", "nunique"),
     )
-    joined = per_user.join(expected, how="outer")
-    without_list = joined[joined["rows"].isna()]
-    if len(without_list):
-        problems.append(
-            f"{len(without_list)} user(s) with candidates have no recommendations, e.g. "
-            f"{_examples(without_list.index.to_frame())}"
-        )
-    without_candidates = joined[joined["expected"].isna()]
-    if len(without_candidates):
-        problems.append(
-            f"{len(without_candidates)} user(s) have recommendations but no candidates, e.g. "
-            f"{_examples(without_candidates.index.to_frame())}"
-        )
-    both = joined.dropna(subset=["rows", "expected"])
-    wrong_count = both[
-        (both["distinct_items"] != both["expected"]) | (both["rows"] != both["expected"])
+    joined = per_user.join(expected, how="inner")
+    wrong_count = joined[
+        (joined["distinct_items"] != joined["expected"]) | (joined["rows"] != joined["expected"])
     ]
     if len(wrong_count):
         first = wrong_count.iloc[0]
@@ -378,29 +376,35 @@ def check_recommendations(
             f"items, e.g. user {wrong_count.index[0]!r}: {int(first['distinct_items'])} distinct "
             f"in {int(first['rows'])} rows, expected {int(first['expected'])}"
         )
-    bad_ranks = both[
-        (both["min_rank"] != 1)
-        | (both["max_rank"] != both["rows"])
-        | (both["distinct_ranks"] != both["rows"])
+    bad_ranks = joined[
+        (joined["min_rank"] != 1)
+        | (joined["max_rank"] != joined["rows"])
+        | (joined["distinct_ranks"] != joined["rows"])
     ]
     if len(bad_ranks):
         problems.append(
             f"{len(bad_ranks)} user(s) have ranks that are not exactly 1..n, e.g. "
             f"{_examples(bad_ranks.index.to_frame())}"
         )
-    not_candidates = _anti_join(pairs, candidate_pairs)
+    with_candidates = pairs[pairs["user_id"].isin(expected.index)]
+    not_candidates = _anti_join(with_candidates, candidate_pairs)
     if len(not_candidates):
         problems.append(
             f"{len(not_candidates)} recommended item(s) are not among the user's candidates, "
             f"e.g. {_examples(not_candidates)}"
         )
-    if seen is not None:
-        seen_recommended = pairs.merge(seen[["user_id", "item_id"]].drop_duplicates())
-        if len(seen_recommended):
-            problems.append(
-                f"{len(seen_recommended)} recommended item(s) were already seen by the user, "
-                f"e.g. {_examples(seen_recommended)}"
-            )
+    fallback_rows = recs.loc[~recs["user_id"].isin(expected.index)]
+    expected_fallback = dict(enumerate(fallback[:k], start=1))
+    off_fallback = fallback_rows[
+        fallback_rows["recommendation_rank"].map(expected_fallback) != fallback_rows["item_id"]
+    ]
+    short = fallback_rows.groupby("user_id").size() != len(expected_fallback)
+    if len(off_fallback) or short.any():
+        users = pd.Index(pd.unique(off_fallback["user_id"])).union(short[short].index)
+        problems.append(
+            f"{len(users)} user(s) without candidates do not get the popularity fallback's "
+            f"first {len(expected_fallback)} items, e.g. {_examples(users.to_frame())}"
+        )
     return tuple(problems)
 
 

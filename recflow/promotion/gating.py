@@ -33,7 +33,6 @@ class GateRequest:
     policy: gate.GatePolicy
     features_schema: str | None = None
     recommendations_table: str | None = "ml.batch_recommendations"
-    seen_items_table: str | None = scoring.SEEN_ITEMS_MODEL
     decision_out: Path | None = None
 
 
@@ -66,14 +65,13 @@ def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
     recommendations = challenger.batch_recommendations().to_pandas()
     candidates = scoring.scoring_candidates(tables)
     snapshots = sorted(recommendations["snapshot_date"].dropna().unique())
-    seen = (
-        scoring.seen_items(
-            request.warehouse_uri, request.features_schema, request.seen_items_table, snapshots
-        )
-        if request.seen_items_table
-        else None
+    problems = gate.check_recommendations(
+        recommendations,
+        candidates,
+        tables.known_users,
+        scoring.fallback_items(tables, challenger.spec, k=challenger.top_k),
+        k=challenger.top_k,
     )
-    problems = gate.check_recommendations(recommendations, candidates, seen, k=challenger.top_k)
     decision = gate.decide(
         challenger.uri,
         challenger_scored.metrics,

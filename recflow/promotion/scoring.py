@@ -16,16 +16,10 @@ from typing import Any
 import pandas as pd
 
 from recflow.promotion.run_dirs import FinishedRun
-from trainer import pipeline
+from trainer import pipeline, serving
 from trainer.feature_spec import FeatureSpec
-from trainer.reading import default_schema, read_table
 
 log = logging.getLogger(__name__)
-
-# Where the gate finds what each user saw before a cutoff: the model dbt's own serving test
-# (assert_recommendations_exclude_seen_items) reads.
-SEEN_ITEMS_MODEL = "int_user_items_snapshotted"
-
 
 @dataclass(frozen=True)
 class Scored:
@@ -82,13 +76,8 @@ def scoring_candidates(tables: pipeline.FeatureTables) -> pd.DataFrame:
     return tables.scoring[["user_id", "item_id", "snapshot_date"]]
 
 
-def seen_items(
-    warehouse_uri: str, schema: str | None, table: str, snapshot_dates: list[Any]
-) -> pd.DataFrame:
-    """(user_id, item_id) pairs users interacted with before the given snapshots."""
-    schema = schema or default_schema(warehouse_uri)
-    rows = read_table(warehouse_uri, f"{schema}.{table}" if schema else table).select(
-        ["user_id", "item_id", "snapshot_date"]
-    )
-    frame = rows.to_pandas()
-    return frame.loc[frame["snapshot_date"].isin(snapshot_dates), ["user_id", "item_id"]]
+def fallback_items(tables: pipeline.FeatureTables, spec: FeatureSpec, *, k: int) -> list[str]:
+    """The popularity fallback the batch serves users without candidates at the scoring cutoff."""
+    item_features = tables.item_features
+    at_cutoff = item_features[item_features["snapshot_date"] == tables.scoring_cutoff]
+    return serving.fallback_items(at_cutoff, spec.popularity_rank, k=k)

@@ -250,49 +250,66 @@ def pairs(rows: list[tuple[str, str]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id"])
 
 
-# u1 has three candidates, u2 one (fewer than K = 2).
+# u1 has three candidates, u2 one (fewer than K = 2); u3 is known but has no candidates, so
+# the popularity fallback (p, q, ...) serves u3.
 CANDIDATES = pairs([("u1", "a"), ("u1", "b"), ("u1", "c"), ("u2", "a")])
-GOOD = [("u1", "b", 1), ("u1", "a", 2), ("u2", "a", 1)]
+KNOWN_USERS = pd.Series(["u1", "u2", "u3"])
+FALLBACK = ["p", "q", "r"]
+GOOD = [("u1", "b", 1), ("u1", "a", 2), ("u2", "a", 1), ("u3", "p", 1), ("u3", "q", 2)]
+
+
+def check(rows: pd.DataFrame) -> tuple[str, ...]:
+    return check_recommendations(rows, CANDIDATES, KNOWN_USERS, FALLBACK, k=2)
+
+
+def served(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
+    """`recommendations` with the fallback rows unscored, as the trainer writes them."""
+    frame = recommendations(rows)
+    frame.loc[frame["user_id"] == "u3", "score"] = None
+    return frame
 
 
 def test_good_recommendations_pass() -> None:
-    assert check_recommendations(recommendations(GOOD), CANDIDATES, pairs([]), k=2) == ()
+    assert check(served(GOOD)) == ()
 
 
 def test_k_distinct_items_where_k_candidates_exist() -> None:
-    short = recommendations([("u1", "b", 1), ("u2", "a", 1)])
-    (problem,) = check_recommendations(short, CANDIDATES, None, k=2)
+    short = served([("u1", "b", 1), *GOOD[2:]])
+    (problem,) = check(short)
     assert "exactly min(2, their candidates)" in problem and "'u1'" in problem
 
-    repeated = recommendations([("u1", "b", 1), ("u1", "b", 2), ("u2", "a", 1)])
-    problems = check_recommendations(repeated, CANDIDATES, None, k=2)
+    repeated = served([("u1", "b", 1), ("u1", "b", 2), *GOOD[2:]])
+    problems = check(repeated)
     assert any("repeated (user, item)" in problem for problem in problems)
 
 
-def test_users_without_a_list_and_items_outside_the_candidates() -> None:
-    missing_user = recommendations([("u1", "b", 1), ("u1", "a", 2)])
-    assert (
-        "have no recommendations" in check_recommendations(missing_user, CANDIDATES, None, k=2)[0]
-    )
-    outsider = recommendations([("u1", "b", 1), ("u1", "z", 2), ("u2", "a", 1)])
-    (problem,) = check_recommendations(outsider, CANDIDATES, None, k=2)
+def test_every_known_user_is_served_and_only_with_candidates() -> None:
+    missing_user = served(GOOD[:2] + GOOD[3:])
+    (problem,) = check(missing_user)
+    assert "1 known user(s) have no recommendations" in problem and "'u2'" in problem
+    outsider = served([("u1", "b", 1), ("u1", "z", 2), *GOOD[2:]])
+    (problem,) = check(outsider)
     assert "not among the user's candidates" in problem and "'z'" in problem
 
 
-def test_seen_items_and_gapped_ranks_and_nulls_fail() -> None:
-    seen = check_recommendations(recommendations(GOOD), CANDIDATES, pairs([("u1", "a")]), k=2)
-    assert seen == ("1 recommended item(s) were already seen by the user, e.g. ('u1', 'a')",)
+def test_users_without_candidates_get_the_fallback() -> None:
+    wrong_fallback = served([*GOOD[:3], ("u3", "q", 1), ("u3", "p", 2)])
+    (problem,) = check(wrong_fallback)
+    assert "without candidates do not get the popularity fallback's first 2" in problem
+    short_fallback = served([*GOOD[:3], ("u3", "p", 1)])
+    (problem,) = check(short_fallback)
+    assert "'u3'" in problem
 
-    gapped = recommendations([("u1", "b", 1), ("u1", "a", 3), ("u2", "a", 1)])
-    assert "not exactly 1..n" in check_recommendations(gapped, CANDIDATES, None, k=2)[0]
 
-    with_nulls = recommendations(GOOD)
+def test_gapped_ranks_and_nulls_fail() -> None:
+    gapped = served([("u1", "b", 1), ("u1", "a", 3), *GOOD[2:]])
+    assert "not exactly 1..n" in check(gapped)[0]
+
+    with_nulls = served(GOOD)
     with_nulls.loc[0, "score"] = None
     with_nulls.loc[1, "model_version"] = None
-    (problem,) = check_recommendations(with_nulls, CANDIDATES, None, k=2)
-    assert problem == "null values: score (1 rows), model_version (1 rows)"
+    (problem,) = check(with_nulls)
+    assert problem == "null values: model_version (1 rows), score (1 rows)"
 
-    no_column = recommendations(GOOD).drop(columns=["generated_at"])
-    assert check_recommendations(no_column, CANDIDATES, None, k=2) == (
-        "columns generated_at are missing",
-    )
+    no_column = served(GOOD).drop(columns=["generated_at"])
+    assert check(no_column) == ("columns generated_at are missing",)
