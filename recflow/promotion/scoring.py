@@ -21,6 +21,7 @@ from trainer.feature_spec import FeatureSpec
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Scored:
     """A model's metrics on the current tables, or why it could not be scored."""
