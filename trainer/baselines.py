@@ -51,6 +51,7 @@ class AlsParams:
     regularization: float = 0.01
     alpha: float = 10.0
     seed: int = 0
+    # implicit's threads (0: every core) each solve whole users or items: results do not change.
     threads: int = 0
 
 
@@ -80,6 +81,12 @@ class _Interactions:
             )
         user_codes, user_ids = pd.factorize(history["user_id"], sort=True)
         item_codes, item_ids = pd.factorize(history["item_id"], sort=True)
+        pairs = np.sort(user_codes.astype(np.int64) * len(item_ids) + item_codes)
+        if len(pairs) and (pairs[1:] == pairs[:-1]).any():
+            raise TrainerInputError(
+                "baselines: history has more than one row for a (user_id, item_id) pair; "
+                "it must be aggregated to one row per pair"
+            )
         return cls(
             user_ids=np.asarray(user_ids, dtype=object),
             item_ids=np.asarray(item_ids, dtype=object),
@@ -494,14 +501,8 @@ def _top_k_dense(
         nothing = np.zeros(0, dtype=np.int64)
         return nothing, nothing, nothing
     kth = np.partition(scores, n_columns - k, axis=1)[:, n_columns - k]
-    greater = scores > kth[:, None]
-    at = scores == kth[:, None]
-    room = k - greater.sum(axis=1)
-    # Where more scores equal the k-th best than places remain, the lowest columns get them.
-    tied = np.flatnonzero((kth > above) & (at.sum(axis=1) > room))
-    if len(tied):
-        at[tied] &= np.cumsum(at[tied], axis=1) <= room[tied, None]
-    row, column = np.nonzero((greater | at) & (scores > above))
+    # At least k per row (more where scores tie with the k-th); the final cut breaks the ties.
+    row, column = np.nonzero((scores >= kth[:, None]) & (scores > above))
     order, rank = ordering.top_k_per_group(
         row, scores[row, column].astype(np.float64), column, k=k, descending=True
     )
