@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required: set PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[pipeline,dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[pipeline,dev,evaluation]'
 	$(BIN)/python -m pip check
 	touch $@
 
@@ -155,7 +155,7 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet -e '.[pipeline,dev]'
+	.lock-venv/bin/python -m pip install --quiet -e '.[pipeline,dev,evaluation]'
 	.lock-venv/bin/python -m pip check
 	{ sed -n 1,2p requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
