@@ -3,13 +3,13 @@
 Every ranker is scored against ALL positives of each user in the test label window (from the
 `label_window_positives` mart), not only those its candidates contained, so candidate misses
 count against it. Rankers:
-  model                 the LightGBM scores over the user's candidates
-  source:<name>         each candidate source's own ranking (its `source_rank` column);
-                        source:popularity is the popularity baseline under the same rules as
-                        the model (with `exclude_seen_items`, the most popular unseen items)
-  global_popularity     the same global top-K for everyone, seen items included: not a valid
-                        recommendation when seen items are excluded, reported to show what
-                        that rule costs on re-interactions
+  model                 the LightGBM scores over the user's candidates: what serving delivers
+  source:<name>         each candidate source's own ranking (its `source_rank` column)
+  global_popularity     the fallback list for everyone (recent popularity, seen items included)
+  baseline:<name>       baselines learnt from every user's history before the cutoff, beyond
+                        the candidates (trainer/baselines.py): popularity over all history and
+                        the last 7 and 30 days, item-kNN and ALS without the user's own items,
+                        and all-history global popularity with them
 Users with no list from a ranker (cold users: every user with history has candidates) get the
 global popularity list as fallback, the same for every ranker and exactly what the batch serves
 them (trainer/serving.py). Results are reported for warm users (events before the cutoff) and
@@ -20,16 +20,20 @@ champion against challenger).
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from trainer import ordering, serving
+from trainer import baselines, ordering, serving
 from trainer.feature_spec import FeatureSpec
-from trainer.intervals import bootstrap_intervals
+from trainer.intervals import bootstrap_intervals, paired_difference
 from trainer.metrics import per_user_metrics, ranking_metrics
+
+log = logging.getLogger(__name__)
 
 SCORE = "score"
 SEGMENTS = ("warm_users", "all_users")
@@ -47,6 +51,8 @@ class Evaluation:
     per_user: dict[str, pd.DataFrame] = field(default_factory=dict)
     # segment -> ranker -> metric -> [low, high]: 95% bootstrap intervals of the per-user metrics
     intervals: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    # segment -> ranker -> paired (model - ranker) difference of NDCG at the smallest K
+    model_against: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 def ranked_lists(rows: pd.DataFrame, order_by: str, *, k: int, descending: bool) -> pd.DataFrame:
@@ -105,12 +111,15 @@ def evaluate(
     spec: FeatureSpec,
     *,
     ks: Sequence[int],
+    history: pd.DataFrame | None = None,
 ) -> Evaluation:
     """Score the model and the baselines on the test cutoff.
 
     `test_rows` are the test split's candidates with a `score` column; `positives` the test
     window's positives (user_id, item_id, is_warm_user); `item_features` the item features at
-    the test cutoff (the catalogue, and popularity for the fallback).
+    the test cutoff (the catalogue, and popularity for the fallback); `history` every user's
+    items before the cutoff (the user_item_history mart), from which the `baseline:` rankers
+    learn (None leaves them out, as the gate does).
     """
     k = max(ks)
     fallback = serving.fallback_items(item_features, spec.popularity_rank, k=k)
@@ -122,6 +131,10 @@ def evaluate(
     for source, rank_column in spec.source_ranks.items():
         lists[f"source:{source}"] = keys.ranked_lists(rank_column, k=k, descending=False)
     lists["global_popularity"] = lists["model"].iloc[0:0]  # everyone gets the fallback
+    if history is not None:
+        cutoff = item_features["snapshot_date"].max()
+        for name, ranked in baseline_lists(history, users, cutoff, k=k).items():
+            lists[f"baseline:{name}"] = ranked
     lists = {name: serving.serve(ranked, users, fallback) for name, ranked in lists.items()}
 
     warm_users = set(positives.loc[positives["is_warm_user"], "user_id"])
@@ -148,7 +161,39 @@ def evaluate(
         test_recommendations=lists["model"],
         per_user=per_user,
         intervals=segment_intervals(per_user),
+        model_against=model_against_rankers(per_user, metric=f"ndcg@{min(ks)}"),
     )
+
+
+def baseline_lists(
+    history: pd.DataFrame, users: Sequence[str], cutoff: object, *, k: int
+) -> dict[str, pd.DataFrame]:
+    """The baselines' top-k lists (trainer/baselines.py): popularity over all history and the
+    last 7 and 30 days and item-kNN and ALS, all without the user's own items, and global
+    popularity with them. ALS only where the `evaluation` extra (implicit) is installed."""
+    als_params = baselines.AlsParams() if importlib.util.find_spec("implicit") else None
+    if als_params is None:
+        log.warning("implicit is not installed (the `evaluation` extra): no ALS baseline")
+    return baselines.compute_baselines(
+        history, users, cutoff, k=k, exclude_seen=True, als_params=als_params
+    )
+
+
+def model_against_rankers(
+    per_user: dict[str, pd.DataFrame], *, metric: str
+) -> dict[str, dict[str, dict[str, float]]]:
+    """segment -> ranker -> the paired difference of `metric` (model minus ranker) over the
+    segment's users, with its 95% bootstrap interval: does the model beat it beyond noise?"""
+    model = per_user["model"]
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for segment in SEGMENTS:
+        users = in_segment(model, segment)
+        result[segment] = {
+            name: paired_difference(users[metric], in_segment(frame, segment)[metric]).to_json()
+            for name, frame in per_user.items()
+            if name != "model" and len(users)
+        }
+    return result
 
 
 def per_user_by_ranker(

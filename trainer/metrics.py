@@ -168,10 +168,13 @@ def _score_lists(
     )
 
 
-def metrics_table(results: Mapping[str, Mapping[str, float]], *, columns: Sequence[str]) -> str:
+def metrics_table(
+    results: Mapping[str, Mapping[str, float | str]], *, columns: Sequence[str]
+) -> str:
     """Fixed-width plain-text table, one row per ranker, for the CLI to print side by side.
 
-    Numbers get 4 decimals; a metric a ranker did not report shows as "-" rather than failing.
+    Numbers get 4 decimals, text cells (intervals) stay as given; a metric a ranker did not
+    report shows as "-" rather than failing.
     """
     header = ["ranker", *columns]
     rows = [
@@ -272,5 +275,7 @@ def _runs(user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.diff(np.r_[starts, len(user)])
 
 
-def _format_number(value: float | None) -> str:
+def _format_number(value: float | str | None) -> str:
+    if isinstance(value, str):
+        return value or "-"
     return "-" if value is None else f"{value:.4f}"

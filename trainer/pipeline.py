@@ -25,13 +25,15 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from trainer import dataset, evaluation, gcs, ranker, serving, writing
+from trainer import baselines, dataset, evaluation, gcs, ranker, serving, writing
 from trainer import recommend as recommend_module
 from trainer.errors import TrainerInputError
 from trainer.feature_spec import (
     EXAMPLES_MODEL,
+    HISTORY_MODEL,
     ITEM_FEATURES_MODEL,
     KNOWN_USERS_MODEL,
     POSITIVES_MODEL,
@@ -55,6 +57,8 @@ class FeatureTables:
     positives: pd.DataFrame
     item_features: pd.DataFrame
     known_users: pd.Series  # every user the batch serves
+    # Every user's items before the test cutoff, for the baselines; None leaves them out.
+    history: pd.DataFrame | None = None
 
     @property
     def scoring_cutoff(self) -> Any:
@@ -140,12 +144,20 @@ def load_tables(
     schema = schema or default_schema(warehouse_uri)
     examples = load_examples(warehouse_uri, spec, schema=schema)
     return FeatureTables(
+        history=load_history(warehouse_uri, test_cutoff_of(examples, spec.split), schema=schema),
         examples=examples,
         scoring=load_scoring(warehouse_uri, spec, schema=schema),
         positives=_read(warehouse_uri, schema, POSITIVES_MODEL).to_pandas(),
         item_features=_read(warehouse_uri, schema, ITEM_FEATURES_MODEL).to_pandas(),
         known_users=load_known_users(warehouse_uri, schema=schema),
     )
+
+
+def load_history(warehouse_uri: str, cutoff: Any, *, schema: str | None) -> pd.DataFrame:
+    """Every user's items before `cutoff` (the `user_item_history` mart), for the baselines."""
+    table = _read(warehouse_uri, schema, HISTORY_MODEL)
+    at_cutoff = table.filter(pc.equal(table["snapshot_date"], pa.scalar(cutoff, pa.date32())))
+    return at_cutoff.select(list(baselines.HISTORY_COLUMNS)).to_pandas()
 
 
 def load_known_users(warehouse_uri: str, *, schema: str | None) -> pd.Series:
@@ -211,7 +223,13 @@ def evaluate_model(
 ) -> evaluation.Evaluation:
     """The model and the baselines on the test cutoff, against all test-window positives."""
     return evaluate_on_examples(
-        booster, tables.examples, tables.positives, tables.item_features, spec, ks=ks
+        booster,
+        tables.examples,
+        tables.positives,
+        tables.item_features,
+        spec,
+        ks=ks,
+        history=tables.history,
     )
 
 
@@ -223,6 +241,7 @@ def evaluate_on_examples(
     spec: FeatureSpec,
     *,
     ks: Sequence[int],
+    history: pd.DataFrame | None = None,
 ) -> evaluation.Evaluation:
     """`evaluate_model` on the frames themselves."""
     in_test = _in_test(examples, spec.split)
@@ -233,7 +252,7 @@ def evaluate_on_examples(
     test_rows[evaluation.SCORE] = ranker.predict_scores(booster, test_rows, spec)
     positives = positives[positives["snapshot_date"] == test_cutoff]
     item_features = item_features[item_features["snapshot_date"] == test_cutoff]
-    return evaluation.evaluate(test_rows, positives, item_features, spec, ks=ks)
+    return evaluation.evaluate(test_rows, positives, item_features, spec, ks=ks, history=history)
 
 
 def recommend(
@@ -333,8 +352,12 @@ def run(config: TrainerConfig) -> RunResult:
     lap("load_seconds")
     booster = train_on_examples(examples, spec, config.params)
     lap("train_seconds")
-    result = evaluate_on_examples(booster, examples, positives, item_features, spec, ks=config.ks)
-    del examples, positives, item_features
+    history = load_history(config.warehouse_uri, test_cutoff, schema=schema)
+    rows[HISTORY_MODEL] = len(history)
+    result = evaluate_on_examples(
+        booster, examples, positives, item_features, spec, ks=config.ks, history=history
+    )
+    del examples, positives, item_features, history
     lap("evaluate_seconds")
     scoring = load_scoring(config.warehouse_uri, spec, schema=schema)
     rows[SCORING_MODEL] = len(scoring)
@@ -361,6 +384,7 @@ def run(config: TrainerConfig) -> RunResult:
                 "metrics": result.metrics,
                 "candidate_recall": result.candidate_recall,
                 "intervals": result.intervals,
+                "model_against": result.model_against,
             },
         )
         ranker.feature_importance(booster).to_csv(staging / "feature_importance.csv", index=False)
@@ -409,13 +433,38 @@ def run(config: TrainerConfig) -> RunResult:
 
 
 def summary_table(result: evaluation.Evaluation, *, ks: Sequence[int]) -> str:
-    """The metrics of every ranker, per user segment, as plain text."""
+    """The metrics of every ranker per user segment, and the model against each of them, as text."""
     columns = [f"{metric}@{k}" for k in ks for metric in ("ndcg", "recall", "map")]
+    primary = f"ndcg@{min(ks)}"
     blocks = []
     for segment, by_ranker in result.metrics.items():
         ceiling = result.candidate_recall[segment]
+        intervals = result.intervals.get(segment, {})
+        against = result.model_against.get(segment, {})
+        rows = {
+            name: {
+                **values,
+                f"{primary} 95%": _interval_text(intervals.get(name, {}).get(primary)),
+                "model - it": _difference_text(against.get(name)),
+            }
+            for name, values in by_ranker.items()
+        }
         blocks.append(
-            f"{segment} (candidate recall ceiling {ceiling:.4f})\n"
-            + metrics_table(by_ranker, columns=[*columns, f"coverage@{max(ks)}"])
+            f"{segment} (candidate recall ceiling {ceiling:.4f}; model - it: paired difference "
+            f"of {primary} with its 95% bootstrap interval over users)\n"
+            + metrics_table(
+                rows,
+                columns=[*columns, f"coverage@{max(ks)}", f"{primary} 95%", "model - it"],
+            )
         )
     return "\n\n".join(blocks)
+
+
+def _interval_text(bounds: Sequence[float] | None) -> str:
+    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else ""
+
+
+def _difference_text(interval: dict[str, float] | None) -> str:
+    if not interval:
+        return ""
+    return f"{interval['mean']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}]"

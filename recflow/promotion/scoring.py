@@ -57,7 +57,11 @@ def score(run: FinishedRun, tables: pipeline.FeatureTables, *, ks: tuple[int, ..
     if list(booster.feature_name()) != list(spec.features):
         return Scored(None, f"{run.uri}/model.txt and its feature_spec.json disagree")
     evaluation = pipeline.evaluate_model(
-        booster, replace(tables, examples=_as_categories(examples, spec)), spec, ks=ks
+        booster,
+        # No baselines: the gate compares two models, on the same users.
+        replace(tables, examples=_as_categories(examples, spec), history=None),
+        spec,
+        ks=ks,
     )
     return Scored(evaluation.metrics, per_user=evaluation.per_user)
 
