@@ -26,6 +26,7 @@ INCREMENTAL_MODELS = (
     # Per snapshot: closed snapshots stay as stored, open ones are recomputed.
     "int_user_items_snapshotted",
     "int_item_neighbours_ranked",
+    "int_item_neighbours_cosine",
     "int_item_popularity_snapshotted",
     "int_user_category_affinities",
     "int_user_item_labels",

@@ -18,12 +18,15 @@ user_items as (
 
 ),
 
+-- Items are numbered (the same number at every snapshot) so the self-join and its aggregation,
+-- the costly step, group on integers rather than strings.
 item_user_counts as (
 
     select
         snapshot_date,
         item_id,
-        count(*) as user_count
+        count(*) as user_count,
+        dense_rank() over (order by item_id) as item_number
 
     from user_items
     group by snapshot_date, item_id
@@ -37,7 +40,7 @@ pairable_user_items as (
     select
         user_items.snapshot_date,
         user_items.user_id,
-        user_items.item_id
+        item_user_counts.item_number
 
     from user_items
     inner join item_user_counts
@@ -48,14 +51,14 @@ pairable_user_items as (
 
 ),
 
--- Each unordered pair once (item_id < related_item_id): co-occurrence and cosine are
+-- Each unordered pair once (item_number < related_item_number): co-occurrence and cosine are
 -- symmetric, so the other direction is a copy, made after the aggregation.
 cooccurrences as (
 
     select
         left_items.snapshot_date,
-        left_items.item_id,
-        right_items.item_id as related_item_id,
+        left_items.item_number,
+        right_items.item_number as related_item_number,
         count(*) as cooccurrence_count
 
     from pairable_user_items as left_items
@@ -63,8 +66,8 @@ cooccurrences as (
         on
             left_items.snapshot_date = right_items.snapshot_date
             and left_items.user_id = right_items.user_id
-            and left_items.item_id < right_items.item_id
-    group by left_items.snapshot_date, left_items.item_id, right_items.item_id
+            and left_items.item_number < right_items.item_number
+    group by left_items.snapshot_date, left_items.item_number, right_items.item_number
     having count(*) >= {{ var('itemknn_min_cooccurrence') }}
 
 ),
@@ -73,8 +76,8 @@ similarities as (
 
     select
         cooccurrences.snapshot_date,
-        cooccurrences.item_id,
-        cooccurrences.related_item_id,
+        item_counts.item_id,
+        related_counts.item_id as related_item_id,
         cooccurrences.cooccurrence_count,
         cast(cooccurrences.cooccurrence_count as {{ type_float64() }})
         / sqrt(
@@ -86,11 +89,11 @@ similarities as (
     inner join item_user_counts as item_counts
         on
             cooccurrences.snapshot_date = item_counts.snapshot_date
-            and cooccurrences.item_id = item_counts.item_id
+            and cooccurrences.item_number = item_counts.item_number
     inner join item_user_counts as related_counts
         on
             cooccurrences.snapshot_date = related_counts.snapshot_date
-            and cooccurrences.related_item_id = related_counts.item_id
+            and cooccurrences.related_item_number = related_counts.item_number
 
 ),
 
