@@ -81,6 +81,12 @@ RANKERS = {
     "source:category",
     "source:repeat",
     "global_popularity",
+    "baseline:popularity_all",
+    "baseline:popularity_7d",
+    "baseline:popularity_30d",
+    "baseline:global_popularity",
+    "baseline:item_knn",
+    "baseline:als",
 }
 # One thread in-process: LightGBM's OpenMP threads spin while they wait, which is ~20x slower
 # when the CPU is shared. The subprocess runs below keep the default thread count.
@@ -286,8 +292,16 @@ def test_run_directory_holds_every_artifact(finished_run: FinishedRun, loaded: L
     assert sorted(importance["feature"]) == sorted(loaded.spec.features)
     assert importance["gain"].sum() > 0
     metrics = finished_run.artifact_json("metrics.json")
-    assert set(metrics) == {"metrics", "candidate_recall", "intervals"}
+    assert set(metrics) == {"metrics", "candidate_recall", "intervals", "model_against"}
     assert set(metrics["metrics"]) == set(SEGMENTS) == set(metrics["intervals"])
+    for segment, against in metrics["model_against"].items():
+        # The paired difference's mean is the difference of the two rankers' reported means.
+        assert set(against) == RANKERS - {"model"}
+        by_ranker = metrics["metrics"][segment]
+        for ranker_name, interval in against.items():
+            difference = by_ranker["model"]["ndcg@10"] - by_ranker[ranker_name]["ndcg@10"]
+            assert interval["mean"] == pytest.approx(difference, abs=1e-9)
+            assert interval["low"] <= interval["mean"] <= interval["high"]
 
 
 def test_saved_model_reproduces_the_batch_scores(finished_run: FinishedRun, loaded: Loaded) -> None:
