@@ -83,7 +83,8 @@ class BaselineParams:
         return cls(
             event_weights={name: float(c["weight"]) for name, c in event_types.items()},
             positive_event_types=frozenset(n for n, c in event_types.items() if c["is_positive"]),
-            popularity_windows_days=tuple(dbt_vars["popularity_windows_days"]),
+            # Fixed in the dbt project (macros/features/popularity_windows_days.sql).
+            popularity_windows_days=(1, 7, 28),
             **{
                 name: int(dbt_vars[name])
                 for name in (

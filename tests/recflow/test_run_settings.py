@@ -52,7 +52,7 @@ def settings_error(**arguments: Any) -> str:
             "event_types={click: {weight: 1, is_positive: true}}",
             ("event_types", {"click": {"weight": 1, "is_positive": True}}),
         ),
-        ("popularity_windows_days=[1, 7]", ("popularity_windows_days", [1, 7])),
+        ("event_types={click: {weight: 1}}", ("event_types", {"click": {"weight": 1}})),
         ("as_of=", ("as_of", None)),
         # A YAML date becomes the ISO string dbt and run_metadata.json get as JSON.
         ("snapshot_calendar_anchor=2000-01-10", ("snapshot_calendar_anchor", "2000-01-10")),

@@ -4,7 +4,7 @@
 -- Item features at each snapshot, from events strictly before it, for every item listed
 -- before the snapshot or seen in its events.
 
-{%- set windows = var('popularity_windows_days') %}
+{%- set windows = popularity_windows_days() %}
 
 with
 

@@ -69,12 +69,12 @@ featurized as (
         user_features.days_since_last_event as user_days_since_last_event,
         user_features.days_since_first_event as user_days_since_first_event,
         user_features.days_since_signup as user_days_since_signup,
-        {%- for window in var('popularity_windows_days') %}
+        {%- for window in popularity_windows_days() %}
         item_features.users_{{ window }}d as item_users_{{ window }}d,
         {%- endfor %}
         item_features.users_total as item_users_total,
-        item_features.positive_rate_{{ var('popularity_windows_days') | max }}d
-            as item_positive_rate_{{ var('popularity_windows_days') | max }}d,
+        item_features.positive_rate_{{ popularity_windows_days() | max }}d
+            as item_positive_rate_{{ popularity_windows_days() | max }}d,
         item_features.category_popularity_rank as item_category_popularity_rank,
         item_features.days_since_created as item_days_since_created,
         item_features.days_since_last_event as item_days_since_last_event,

@@ -1,12 +1,12 @@
 {{
     config(incremental_by_snapshot(cluster_by=['item_id']))
 }}
-{%- set windows = var('popularity_windows_days') -%}
+{%- set windows = popularity_windows_days() -%}
 {%- set rank_window = var('popularity_rank_window_days') -%}
 {%- if rank_window not in windows -%}
     {{ exceptions.raise_compiler_error(
         "popularity_rank_window_days (" ~ rank_window ~ ") must be one of "
-        ~ "popularity_windows_days " ~ windows ~ " in dbt/dbt_project.yml."
+        ~ "popularity windows " ~ windows ~ ": fix it in dbt/dbt_project.yml or with --var."
     ) }}
 {%- endif -%}
 -- Item popularity over several windows before each snapshot and over all history, with the
