@@ -50,6 +50,7 @@ from trainer.dataset import TEST
 from trainer.evaluation import SEGMENTS
 from trainer.feature_spec import (
     EXAMPLES_MODEL,
+    HISTORY_MODEL,
     ITEM_FEATURES_MODEL,
     KNOWN_USERS_MODEL,
     POSITIVES_MODEL,
@@ -338,6 +339,12 @@ def test_run_metadata_records_provenance(finished_run: FinishedRun, loaded: Load
         POSITIVES_MODEL: scalar(warehouse, f"select count(*) from {POSITIVES_MODEL}"),
         ITEM_FEATURES_MODEL: scalar(warehouse, f"select count(*) from {ITEM_FEATURES_MODEL}"),
         KNOWN_USERS_MODEL: scalar(warehouse, f"select count(*) from {KNOWN_USERS_MODEL}"),
+        # The baselines read the history at the test cutoff only.
+        HISTORY_MODEL: scalar(
+            warehouse,
+            f"select count(*) from {HISTORY_MODEL} where snapshot_date = "
+            f"(select max(snapshot_date) from training_examples where split = 'test')",
+        ),
         "batch_recommendations": scalar(warehouse, "select count(*) from ml.batch_recommendations"),
     }
     assert metadata["training_data_sha256"] == pipeline.data_fingerprint(loaded.tables.examples)

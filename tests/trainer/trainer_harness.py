@@ -21,6 +21,7 @@ from conftest import SUBPROCESS_TIMEOUT_S, TinyWarehouse
 
 from trainer.feature_spec import (
     EXAMPLES_MODEL,
+    HISTORY_MODEL,
     ITEM_FEATURES_MODEL,
     KNOWN_USERS_MODEL,
     POSITIVES_MODEL,
@@ -37,7 +38,7 @@ MART_TABLES = (
     POSITIVES_MODEL,
     ITEM_FEATURES_MODEL,
     KNOWN_USERS_MODEL,
-    KNOWN_USERS_MODEL,
+    HISTORY_MODEL,
 )
 
 
