@@ -69,10 +69,14 @@ SQL_DIRS := dbt/models dbt/tests analyses
 # A change to one of these can change how every model renders or lints.
 SQL_WIDE_INPUTS := .sqlfluff .sqlfluffignore dbt/dbt_project.yml dbt/macros
 
+# sqlfluff's dbt templater compiles against the profile's DuckDB file, where an incremental model
+# renders its incremental branch with dates read from the stored tables: lint against an empty
+# warehouse of its own, so the result never depends on what `make run` left in data/.
+LINT_DUCKDB_PATH := $(CURDIR)/.lint/warehouse.duckdb
+
 lint-sql: install
-	@# sqlfluff's dbt templater opens the DuckDB file, so its folder must exist.
-	mkdir -p "$(dir $(RECFLOW_DUCKDB_PATH))"
-	$(BIN)/sqlfluff lint $(SQL_DIRS)
+	rm -rf .lint && mkdir -p .lint
+	RECFLOW_DUCKDB_PATH="$(LINT_DUCKDB_PATH)" $(BIN)/sqlfluff lint $(SQL_DIRS)
 
 ## sqlfluff on the SQL files changed since BASE (a commit or ref, default origin/main; CI passes
 ## the pull request's base SHA), or on all of them when settings or macros changed.
@@ -81,8 +85,9 @@ lint-sql-changed: install
 	@git rev-parse --verify --quiet '$(BASE)^{commit}' > /dev/null || { \
 	  echo "lint-sql-changed: BASE=$(BASE) is not a commit in this clone (fetch it, or clone with full history)" >&2; \
 	  exit 2; }
-	mkdir -p "$(dir $(RECFLOW_DUCKDB_PATH))"
-	@if ! git diff --quiet '$(BASE)...HEAD' -- $(SQL_WIDE_INPUTS); then \
+	rm -rf .lint && mkdir -p .lint
+	@export RECFLOW_DUCKDB_PATH="$(LINT_DUCKDB_PATH)"; \
+	if ! git diff --quiet '$(BASE)...HEAD' -- $(SQL_WIDE_INPUTS); then \
 	  echo "lint-sql-changed: SQL settings or macros changed since $(BASE): linting all SQL"; \
 	  $(BIN)/sqlfluff lint $(SQL_DIRS); \
 	else \

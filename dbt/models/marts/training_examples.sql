@@ -73,7 +73,7 @@ train_users_ranked as (
 
 ),
 
-sampled as (
+users_sampled as (
 
     select final.*
 
@@ -83,20 +83,23 @@ sampled as (
             final.snapshot_date = train_users_ranked.snapshot_date
             and final.user_id = train_users_ranked.user_id
     where
-        (
-            final.split != 'train'
-            or train_users_ranked.user_sample_rank <= {{ var('train_users_per_cutoff') }}
-        )
-        {%- if negative_percent < 100 %}
-        and (
-            final.split != 'train'
-            or final.label = 1
-            or {{ hash_bucket(dbt.concat([
-                'final.user_id', "'|'", 'final.item_id', "'|'",
-                'cast(final.snapshot_date as ' ~ dbt.type_string() ~ ')'
-            ]), 100) }} < {{ negative_percent }}
-        )
-        {%- endif %}
+        final.split != 'train'
+        or train_users_ranked.user_sample_rank <= {{ var('train_users_per_cutoff') }}
+
+),
+
+sampled as (
+
+    select * from users_sampled
+    {%- if negative_percent < 100 %}
+    where
+        split != 'train'
+        or label = 1
+        or {{ hash_bucket(dbt.concat([
+            'user_id', "'|'", 'item_id', "'|'",
+            'cast(snapshot_date as ' ~ dbt.type_string() ~ ')'
+        ]), 100) }} < {{ negative_percent }}
+    {%- endif %}
 
 )
 
