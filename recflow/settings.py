@@ -80,6 +80,10 @@ POSITIVE_INT_VARS = (
     "snapshot_interval_days",
     "min_history_days",
     "candidates_per_source",
+    "train_snapshots",
+    "test_snapshots",
+    "validation_snapshots",
+    "train_users_per_cutoff",
 )
 PERCENT_VARS = ("train_negative_sample_percent",)
 

@@ -42,7 +42,7 @@ WARM_USER = "is_warm_user"
 
 @dataclass(frozen=True)
 class Evaluation:
-    """segment -> ranker -> metric -> value; plus the model's top-K list at the test cutoff."""
+    """segment -> ranker -> metric -> value; plus the model's top-K lists at the test cutoffs."""
 
     metrics: dict[str, dict[str, dict[str, float]]]
     candidate_recall: dict[str, float]
@@ -113,36 +113,45 @@ def evaluate(
     ks: Sequence[int],
     history: pd.DataFrame | None = None,
 ) -> Evaluation:
-    """Score the model and the baselines on the test cutoff.
+    """Score the model and the baselines on the test cutoffs.
 
     `test_rows` are the test split's candidates with a `score` column; `positives` the test
-    window's positives (user_id, item_id, is_warm_user); `item_features` the item features at
-    the test cutoff (the catalogue, and popularity for the fallback); `history` every user's
-    items before the cutoff (the user_item_history mart), from which the `baseline:` rankers
-    learn (None leaves them out, as the gate does).
+    windows' positives (user_id, item_id, is_warm_user, snapshot_date); `item_features` the item
+    features at the test cutoffs (the catalogue, and popularity for the fallback); `history`
+    every user's items before each cutoff (the user_item_history mart), from which the
+    `baseline:` rankers learn (None leaves them out, as the gate does). Each cutoff is served on
+    its own (its candidates, fallback and baselines); every (user, cutoff) pair with a positive
+    is one ranking query, and the metrics average over the queries.
     """
     k = max(ks)
-    fallback = serving.fallback_items(item_features, spec.popularity_rank, k=k)
-    users = positives["user_id"].unique()
+    cutoffs = sorted(positives["snapshot_date"].unique())
+    queries = Queries.of(positives, several=len(cutoffs) > 1)
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for cutoff in cutoffs:
+        at_cutoff = _served_at_cutoff(
+            test_rows[test_rows["snapshot_date"] == cutoff],
+            positives.loc[positives["snapshot_date"] == cutoff, "user_id"].unique(),
+            item_features[item_features["snapshot_date"] == cutoff],
+            None if history is None else history[history["snapshot_date"] == cutoff],
+            cutoff,
+            spec,
+            k=k,
+        )
+        for name, ranked in at_cutoff.items():
+            parts.setdefault(name, []).append(ranked.assign(snapshot_date=cutoff))
+    served = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
+    lists = {name: queries.keyed(frame) for name, frame in served.items()}
+    query_positives = queries.keyed(positives)
     catalogue_size = int(item_features["item_id"].nunique())
 
-    keys = RankingKeys.of(test_rows)
-    lists = {"model": keys.ranked_lists(SCORE, k=k, descending=True)}
-    for source, rank_column in spec.source_ranks.items():
-        lists[f"source:{source}"] = keys.ranked_lists(rank_column, k=k, descending=False)
-    lists["global_popularity"] = lists["model"].iloc[0:0]  # everyone gets the fallback
-    if history is not None:
-        cutoff = item_features["snapshot_date"].max()
-        for name, ranked in baseline_lists(history, users, cutoff, k=k).items():
-            lists[f"baseline:{name}"] = ranked
-    lists = {name: serving.serve(ranked, users, fallback) for name, ranked in lists.items()}
-
-    warm_users = set(positives.loc[positives["is_warm_user"], "user_id"])
+    warm_queries = set(query_positives.loc[query_positives[WARM_USER], "user_id"])
     segments = {
-        "warm_users": positives[positives["user_id"].isin(warm_users)],
-        "all_users": positives,
+        "warm_users": query_positives[query_positives["user_id"].isin(warm_queries)],
+        "all_users": query_positives,
     }
-    max_candidates = int(np.bincount(keys.user_codes).max()) if len(test_rows) else 1
+    candidates = queries.keyed(test_rows[test_rows["snapshot_date"].isin(cutoffs)])
+    keys = RankingKeys.of(candidates)
+    max_candidates = int(np.bincount(keys.user_codes).max()) if len(candidates) else 1
     all_candidates = keys.ranked_lists(SCORE, k=max_candidates, descending=True)
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     candidate_recall: dict[str, float] = {}
@@ -154,15 +163,68 @@ def evaluate(
         candidate_recall[segment] = ranking_metrics(
             all_candidates, segment_positives, ks=[max_candidates], catalogue_size=catalogue_size
         )[f"recall@{max_candidates}"]
-    per_user = per_user_by_ranker(lists, positives, ks=ks)
+    per_user = per_user_by_ranker(lists, query_positives, ks=ks)
     return Evaluation(
         metrics=metrics,
         candidate_recall=candidate_recall,
-        test_recommendations=lists["model"],
+        test_recommendations=served["model"],
         per_user=per_user,
         intervals=segment_intervals(per_user),
         model_against=model_against_rankers(per_user, metric=f"ndcg@{min(ks)}"),
     )
+
+
+@dataclass(frozen=True)
+class Queries:
+    """Ranking queries: a user at one test cutoff. With a single cutoff the query id is the user
+    id itself; with several it is a number per (user, cutoff), so a user scored at two cutoffs
+    counts twice and nothing depends on what characters an id holds."""
+
+    ids: pd.DataFrame | None  # user_id, snapshot_date -> query; None: one cutoff
+
+    @classmethod
+    def of(cls, positives: pd.DataFrame, *, several: bool) -> Queries:
+        if not several:
+            return cls(None)
+        pairs = positives[["user_id", "snapshot_date"]].drop_duplicates()
+        pairs = pairs.sort_values(["snapshot_date", "user_id"], kind="stable")
+        return cls(pairs.assign(query=[f"q{i}" for i in range(len(pairs))]))
+
+    def keyed(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` (user_id, snapshot_date, ...) with user_id replaced by the query id."""
+        if self.ids is None:
+            return frame.drop(columns="snapshot_date", errors="ignore").reset_index(drop=True)
+        keyed = frame.merge(self.ids, on=["user_id", "snapshot_date"], how="left", sort=False)
+        # Candidates of users without a positive at that cutoff belong to no query.
+        keyed = keyed[keyed["query"].notna()]
+        return (
+            keyed.drop(columns=["user_id", "snapshot_date"])
+            .rename(columns={"query": "user_id"})
+            .reset_index(drop=True)
+        )
+
+
+def _served_at_cutoff(
+    test_rows: pd.DataFrame,
+    users: np.ndarray,
+    item_features: pd.DataFrame,
+    history: pd.DataFrame | None,
+    cutoff: object,
+    spec: FeatureSpec,
+    *,
+    k: int,
+) -> dict[str, pd.DataFrame]:
+    """What every ranker serves each user with a positive at one cutoff (trainer/serving.py)."""
+    fallback = serving.fallback_items(item_features, spec.popularity_rank, k=k)
+    keys = RankingKeys.of(test_rows)
+    lists = {"model": keys.ranked_lists(SCORE, k=k, descending=True)}
+    for source, rank_column in spec.source_ranks.items():
+        lists[f"source:{source}"] = keys.ranked_lists(rank_column, k=k, descending=False)
+    lists["global_popularity"] = lists["model"].iloc[0:0]  # everyone gets the fallback
+    if history is not None:
+        for name, ranked in baseline_lists(history, users, cutoff, k=k).items():
+            lists[f"baseline:{name}"] = ranked
+    return {name: serving.serve(ranked, users, fallback) for name, ranked in lists.items()}
 
 
 def baseline_lists(

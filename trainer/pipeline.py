@@ -65,8 +65,8 @@ class FeatureTables:
         return scoring_cutoff_of(self.item_features)
 
     @property
-    def test_snapshot(self) -> Any:
-        return test_cutoff_of(self.examples, "split")
+    def test_snapshots(self) -> list[Any]:
+        return test_cutoffs_of(self.examples, "split")
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,9 @@ class RunResult:
     recommendations_written: int
 
 
-def test_cutoff_of(examples: pd.DataFrame, split_column: str) -> Any:
-    """The cutoff of the test split: the latest labelled snapshot."""
-    return examples.loc[_in_test(examples, split_column), "snapshot_date"].max()
+def test_cutoffs_of(examples: pd.DataFrame, split_column: str) -> list[Any]:
+    """The cutoffs of the test split (the latest labelled snapshots), oldest first."""
+    return sorted(examples.loc[_in_test(examples, split_column), "snapshot_date"].unique())
 
 
 def scoring_cutoff_of(item_features: pd.DataFrame) -> Any:
@@ -144,7 +144,7 @@ def load_tables(
     schema = schema or default_schema(warehouse_uri)
     examples = load_examples(warehouse_uri, spec, schema=schema)
     return FeatureTables(
-        history=load_history(warehouse_uri, test_cutoff_of(examples, spec.split), schema=schema),
+        history=load_history(warehouse_uri, test_cutoffs_of(examples, spec.split), schema=schema),
         examples=examples,
         scoring=load_scoring(warehouse_uri, spec, schema=schema),
         positives=_read(warehouse_uri, schema, POSITIVES_MODEL).to_pandas(),
@@ -153,11 +153,13 @@ def load_tables(
     )
 
 
-def load_history(warehouse_uri: str, cutoff: Any, *, schema: str | None) -> pd.DataFrame:
-    """Every user's items before `cutoff` (the `user_item_history` mart), for the baselines."""
+def load_history(warehouse_uri: str, cutoffs: Sequence[Any], *, schema: str | None) -> pd.DataFrame:
+    """Every user's items before each of `cutoffs` (the `user_item_history` mart), for the
+    baselines."""
     table = _read(warehouse_uri, schema, HISTORY_MODEL)
-    at_cutoff = table.filter(pc.equal(table["snapshot_date"], pa.scalar(cutoff, pa.date32())))
-    return at_cutoff.select(list(baselines.HISTORY_COLUMNS)).to_pandas()
+    wanted = pa.array(list(cutoffs), pa.date32())
+    at_cutoffs = table.filter(pc.is_in(table["snapshot_date"], value_set=wanted))
+    return at_cutoffs.select([*baselines.HISTORY_COLUMNS, "snapshot_date"]).to_pandas()
 
 
 def load_known_users(warehouse_uri: str, *, schema: str | None) -> pd.Series:
@@ -245,13 +247,15 @@ def evaluate_on_examples(
 ) -> evaluation.Evaluation:
     """`evaluate_model` on the frames themselves."""
     in_test = _in_test(examples, spec.split)
-    test_cutoff = examples.loc[in_test, "snapshot_date"].max()
+    test_cutoffs = test_cutoffs_of(examples, spec.split)
     # Only the columns ranking and scoring read: a copy of every column is hundreds of MB.
-    needed = dict.fromkeys(["user_id", "item_id", *spec.source_ranks.values(), *spec.features])
+    needed = dict.fromkeys(
+        ["user_id", "item_id", "snapshot_date", *spec.source_ranks.values(), *spec.features]
+    )
     test_rows = examples.loc[in_test, list(needed)].reset_index(drop=True)
     test_rows[evaluation.SCORE] = ranker.predict_scores(booster, test_rows, spec)
-    positives = positives[positives["snapshot_date"] == test_cutoff]
-    item_features = item_features[item_features["snapshot_date"] == test_cutoff]
+    positives = positives[positives["snapshot_date"].isin(test_cutoffs)]
+    item_features = item_features[item_features["snapshot_date"].isin(test_cutoffs)]
     return evaluation.evaluate(test_rows, positives, item_features, spec, ks=ks, history=history)
 
 
@@ -340,7 +344,7 @@ def run(config: TrainerConfig) -> RunResult:
         ITEM_FEATURES_MODEL: len(item_features),
     }
     training_data_sha256 = data_fingerprint(examples)
-    test_cutoff = test_cutoff_of(examples, spec.split)
+    test_cutoffs = test_cutoffs_of(examples, spec.split)
     scoring_cutoff = scoring_cutoff_of(item_features)
     fallback = serving.fallback_items(
         item_features[item_features["snapshot_date"] == scoring_cutoff],
@@ -352,7 +356,7 @@ def run(config: TrainerConfig) -> RunResult:
     lap("load_seconds")
     booster = train_on_examples(examples, spec, config.params)
     lap("train_seconds")
-    history = load_history(config.warehouse_uri, test_cutoff, schema=schema)
+    history = load_history(config.warehouse_uri, test_cutoffs, schema=schema)
     rows[HISTORY_MODEL] = len(history)
     result = evaluate_on_examples(
         booster, examples, positives, item_features, spec, ks=config.ks, history=history
@@ -391,7 +395,7 @@ def run(config: TrainerConfig) -> RunResult:
         writing.write_json(staging / "feature_spec.json", spec.to_json())
         pq.write_table(
             pa.Table.from_pandas(
-                result.test_recommendations.assign(snapshot_date=test_cutoff),
+                result.test_recommendations,
                 preserve_index=False,
             ),
             staging / "test_recommendations.parquet",

@@ -82,7 +82,7 @@ def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
         context={
             "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "challenger_run_id": challenger.run_id,
-            "test_snapshot": str(tables.test_snapshot),
+            "test_snapshots": [str(snapshot) for snapshot in tables.test_snapshots],
             "scoring_snapshots": [str(snapshot) for snapshot in snapshots],
             "warehouse_uri": request.warehouse_uri,
             "registry": registry.location,

@@ -358,11 +358,11 @@ def test_run_metadata_records_provenance(finished_run: FinishedRun, loaded: Load
 
 
 def test_metrics_can_be_recomputed_from_the_artifacts(finished_run: FinishedRun) -> None:
-    """Anyone can check metrics.json: test_recommendations.parquet plus the test window's
+    """Anyone can check metrics.json: test_recommendations.parquet plus the test windows'
     positives from label_window_positives give the model's recall@10 (and every other metric)
-    through trainer.metrics.ranking_metrics, for both segments."""
+    through trainer.metrics.ranking_metrics, for both segments, each (user, test cutoff) one
+    ranking query."""
     lists = pq.read_table(finished_run.run_dir / "test_recommendations.parquet").to_pandas()
-    (test_snapshot,) = lists["snapshot_date"].unique()
     warehouse = finished_run.warehouse
     positives = pd.DataFrame(
         query(
@@ -372,12 +372,19 @@ def test_metrics_can_be_recomputed_from_the_artifacts(finished_run: FinishedRun)
         ),
         columns=["user_id", "item_id", "is_warm_user", "snapshot_date"],
     )
-    assert set(positives["snapshot_date"]) == {test_snapshot}
+    test_snapshots = set(positives["snapshot_date"])
+    assert set(lists["snapshot_date"]) == test_snapshots and len(test_snapshots) == 2
     catalogue_size = scalar(
         warehouse,
-        f"select count(distinct item_id) from {ITEM_FEATURES_MODEL} "
-        f"where snapshot_date = '{test_snapshot}'",
+        f"select count(distinct item_id) from {ITEM_FEATURES_MODEL} where snapshot_date in "
+        f"(select snapshot_date from {POSITIVES_MODEL} where split = '{TEST}')",
     )
+
+    def by_query(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(user_id=frame["user_id"] + "@" + frame["snapshot_date"].astype(str))
+
+    lists = by_query(lists)
+    positives = by_query(positives)
     reported = finished_run.artifact_json("metrics.json")["metrics"]
 
     segments = {"all_users": positives, "warm_users": positives[positives["is_warm_user"]]}

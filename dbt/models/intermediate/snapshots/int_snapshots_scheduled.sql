@@ -10,9 +10,12 @@
 -- The spine every mart is keyed on. Labelled cutoffs lie on a fixed calendar: every
 -- `snapshot_interval_days` from `snapshot_calendar_anchor`, so appending a day of events moves
 -- no cutoff and a snapshot whose label window has closed never changes (incremental builds keep
--- it as stored). The latest calendar cutoff whose label window has closed by the last event is
--- test, the one before validation, the `train_snapshots` before that train; scoring is the day
--- after the last event (no labels yet). Splits are by time, never at random.
+-- it as stored). The `test_snapshots` latest calendar cutoffs whose label windows have closed by
+-- the last event are test, the `validation_snapshots` before them validation, up to
+-- `train_snapshots` before those train; scoring is the day after the last event (no labels yet).
+-- Splits are by time, never at random, and no label window reaches the next split's cutoffs.
+-- Several test and validation cutoffs average the metrics and early stopping over more than one
+-- week of behaviour.
 
 with
 
@@ -54,7 +57,9 @@ latest_closed as (
 
 offsets as (
 
-    {{ dbt.generate_series(var('train_snapshots') + 2) }}
+    {{ dbt.generate_series(
+        var('train_snapshots') + var('validation_snapshots') + var('test_snapshots')
+    ) }}
 
 ),
 
@@ -78,9 +83,11 @@ spine as (
 
     select
         snapshot_date,
-        case closed_rank
-            when 1 then 'test'
-            when 2 then 'validation'
+        case
+            when closed_rank <= {{ var('test_snapshots') }} then 'test'
+            when
+                closed_rank <= {{ var('test_snapshots') + var('validation_snapshots') }}
+                then 'validation'
             else 'train'
         end as split,
         first_event_date
