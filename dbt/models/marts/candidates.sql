@@ -176,7 +176,9 @@ covisitation_scored as (
 
 ),
 
--- Items similar to the user's whole (capped) history: the sum of their cosine similarities.
+-- Items similar to the user's whole (capped) history: the sum of their cosine similarities,
+-- summed as integers (nanounits) so the score, and the ranks it decides, do not depend on the
+-- order a parallel sum runs in: an incremental build ranks ties exactly as a full refresh.
 itemknn_scored as (
 
     select
@@ -184,7 +186,9 @@ itemknn_scored as (
         recent_items.user_id,
         cosine_neighbours.related_item_id as item_id,
         'itemknn' as candidate_source,
-        cast(sum(cosine_neighbours.cosine_similarity) as {{ type_float64() }}) as source_score
+        cast(sum(cast(
+            round(cosine_neighbours.cosine_similarity * 1000000000) as {{ dbt.type_bigint() }}
+        )) as {{ type_float64() }}) / 1000000000 as source_score
 
     from recent_items
     inner join cosine_neighbours
