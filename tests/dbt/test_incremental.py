@@ -44,6 +44,8 @@ COMPARED_MODELS = (
     "int_snapshot_days",
     "scoring_candidates",
     "label_window_positives",
+    "known_users",
+    "user_item_history",
 )
 
 
