@@ -108,7 +108,7 @@ class SampleSpec:
 
 # Session rates are tuned so event counts land near the documented targets.
 SCALES: dict[str, SampleSpec] = {
-    "tiny": SampleSpec(n_users=400, n_items=300, n_days=56, sessions_per_week=1.1),
+    "tiny": SampleSpec(n_users=400, n_items=300, n_days=70, sessions_per_week=1.1),
     "demo": SampleSpec(n_users=4_000, n_items=2_000, n_days=91, sessions_per_week=1.0),
     "bench": SampleSpec(n_users=100_000, n_items=20_000, n_days=90, sessions_per_week=1.0),
 }

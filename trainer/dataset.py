@@ -127,7 +127,7 @@ def check_trainable(frame: pd.DataFrame, spec: FeatureSpec, table_name: str) -> 
     if frame.empty:
         raise TrainerInputError(
             f"{table_name} is empty: the dbt build produced no candidates. Check that the data "
-            "directory covers more than min_history_days plus three snapshot intervals."
+            "directory covers more than min_history_days plus six snapshot intervals."
         )
     splits = set(frame[spec.split].unique())
     for needed in (TRAIN, VALIDATION, TEST):
@@ -135,9 +135,10 @@ def check_trainable(frame: pd.DataFrame, spec: FeatureSpec, table_name: str) -> 
             raise TrainerInputError(
                 f"{table_name} has no '{needed}' rows in column {spec.split}: the data covers "
                 "too few snapshots (labelled cutoffs start min_history_days after the first "
-                "event and need train_snapshots + 2 of them, snapshot_interval_days apart). Use "
-                "more days of data or lower min_history_days / train_snapshots / "
-                "snapshot_interval_days (dbt vars; recflow run --var)."
+                "event, snapshot_interval_days apart, and the latest test_snapshots + "
+                "validation_snapshots of them are held out, so training needs at least one "
+                "more). Use more days of data or lower min_history_days / test_snapshots / "
+                "validation_snapshots / snapshot_interval_days (dbt vars; recflow run --var)."
             )
     train = frame[frame[spec.split] == TRAIN]
     if int(train[spec.label].sum()) == 0:
