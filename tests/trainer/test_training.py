@@ -205,9 +205,10 @@ def test_evaluation_reports_every_ranker_per_segment_within_bounds(
     assert result.metrics["all_users"]["model"]["recall@20"] > 0.0
 
     lists = result.test_recommendations
-    assert list(lists.columns) == ["user_id", "item_id", "rank", "is_fallback"]
-    assert not lists.duplicated(["user_id", "item_id"]).any()
-    assert lists.groupby("user_id")["rank"].max().le(max(KS)).all()
+    assert list(lists.columns) == ["user_id", "item_id", "rank", "is_fallback", "snapshot_date"]
+    assert lists["snapshot_date"].nunique() == 2  # two test cutoffs, each served on its own
+    assert not lists.duplicated(["user_id", "item_id", "snapshot_date"]).any()
+    assert lists.groupby(["user_id", "snapshot_date"])["rank"].max().le(max(KS)).all()
 
 
 def test_per_user_metrics_average_to_the_reported_ones_inside_their_intervals(
@@ -339,11 +340,11 @@ def test_run_metadata_records_provenance(finished_run: FinishedRun, loaded: Load
         POSITIVES_MODEL: scalar(warehouse, f"select count(*) from {POSITIVES_MODEL}"),
         ITEM_FEATURES_MODEL: scalar(warehouse, f"select count(*) from {ITEM_FEATURES_MODEL}"),
         KNOWN_USERS_MODEL: scalar(warehouse, f"select count(*) from {KNOWN_USERS_MODEL}"),
-        # The baselines read the history at the test cutoff only.
+        # The baselines read the history at the test cutoffs only.
         HISTORY_MODEL: scalar(
             warehouse,
-            f"select count(*) from {HISTORY_MODEL} where snapshot_date = "
-            f"(select max(snapshot_date) from training_examples where split = 'test')",
+            f"select count(*) from {HISTORY_MODEL} where snapshot_date in "
+            f"(select snapshot_date from training_examples where split = 'test')",
         ),
         "batch_recommendations": scalar(warehouse, "select count(*) from ml.batch_recommendations"),
     }
