@@ -84,6 +84,7 @@ POSITIVE_INT_VARS = (
     "test_snapshots",
     "validation_snapshots",
     "train_users_per_cutoff",
+    "labelled_users_per_cutoff",
 )
 PERCENT_VARS = ("train_negative_sample_percent",)
 

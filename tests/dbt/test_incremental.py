@@ -46,6 +46,7 @@ COMPARED_MODELS = (
     "label_window_positives",
     "known_users",
     "user_item_history",
+    "int_labelled_users_sampled",
 )
 
 

@@ -19,9 +19,10 @@
 -- pivot, so the popularity sources are cut to the rows that can still be kept (see below), the
 -- anti-join runs once on the union of the sources, and one window ranks them all.
 -- At labelled snapshots (train, validation, test) only users with a positive in the label
--- window get candidates: the ranker learns only from groups holding a positive
--- (trainer/dataset.py) and the evaluation scores only users with a positive (trainer/metrics.py,
--- coverage included), so the other users' candidates would be built, featurized and dropped.
+-- window get candidates, at most `labelled_users_per_cutoff` (int_labelled_users_sampled): the
+-- ranker learns only from groups holding a positive (trainer/dataset.py) and the evaluation
+-- scores only users with a positive (trainer/metrics.py, coverage included), so the other
+-- users' candidates would be built, featurized and dropped.
 -- The scoring snapshot keeps every user.
 
 {%- set per_source = var('candidates_per_source') %}
@@ -99,20 +100,10 @@ snapshots as (
 
 ),
 
-labels as (
-
-    select * from {{ ref('int_user_item_labels') }}
-    where {{ snapshots_to_rebuild() }}
-
-),
-
 labelled_users as (
 
-    select distinct
-        snapshot_date,
-        user_id
-
-    from labels
+    select * from {{ ref('int_labelled_users_sampled') }}
+    where {{ snapshots_to_rebuild() }}
 
 ),
 

@@ -20,6 +20,12 @@ snapshots as (
 
 ),
 
+sampled_users as (
+
+    select * from {{ ref('int_labelled_users_sampled') }}
+
+),
+
 user_features as (
 
     select * from {{ ref('user_features') }}
@@ -40,6 +46,11 @@ final as (
     from labels
     inner join snapshots
         on labels.snapshot_date = snapshots.snapshot_date
+    -- The users the cutoff evaluates: the same sample that got candidates.
+    inner join sampled_users
+        on
+            labels.snapshot_date = sampled_users.snapshot_date
+            and labels.user_id = sampled_users.user_id
     left join user_features
         on
             labels.snapshot_date = user_features.snapshot_date
