@@ -196,7 +196,9 @@ def user_features(
         .set_index("user_id")[["category", "share"]]
         .rename(columns={"category": "favourite_category", "share": "favourite_category_share"})
     )
-    return activity.join(favourite).join(users.set_index("user_id")).reset_index()
+    # As user_features: a user with no event in the affinity lookback has category 'unknown'.
+    joined = activity.join(favourite).join(users.set_index("user_id"))
+    return joined.fillna({"favourite_category": "unknown"}).reset_index()
 
 
 def item_features(
