@@ -12,12 +12,24 @@ from recflow.dbt_invocation import DbtFailedError, dbt_executable
 from recflow.settings import Settings
 from trainer.feature_spec import (
     EXAMPLES_MODEL,
+    HISTORY_MODEL,
     ITEM_FEATURES_MODEL,
+    KNOWN_USERS_MODEL,
     POSITIVES_MODEL,
     SCORING_MODEL,
 )
 
-TRAINER_MODELS = frozenset({EXAMPLES_MODEL, SCORING_MODEL, POSITIVES_MODEL, ITEM_FEATURES_MODEL})
+# Every mart the trainer reads: the training, evaluation (baselines) and serving inputs.
+TRAINER_MODELS = frozenset(
+    {
+        EXAMPLES_MODEL,
+        SCORING_MODEL,
+        POSITIVES_MODEL,
+        ITEM_FEATURES_MODEL,
+        KNOWN_USERS_MODEL,
+        HISTORY_MODEL,
+    }
+)
 
 
 def needs_training(modified_and_downstream: Iterable[str], *, state_has_manifest: bool) -> bool:

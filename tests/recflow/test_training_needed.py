@@ -28,6 +28,8 @@ def test_decision_logic() -> None:
         "scoring_candidates",
         "label_window_positives",
         "item_features",
+        "known_users",
+        "user_item_history",
     } == TRAINER_MODELS
 
 
