@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -51,7 +52,12 @@ class FinishedRun:
 
 
 def read_run(uri: str) -> FinishedRun:
-    """The run at `uri`; RunDirError unless it is a finished trainer run."""
+    """The run at `uri`; RunDirError unless it is a finished trainer run.
+
+    A local run directory is returned by its absolute path, so what the registry records from
+    it resolves from any working directory; a gs:// URI stays as given.
+    """
+    uri = absolute_uri(uri)
     filesystem, path = _fs(uri)
     if not filesystem.exists(f"{path}/{METADATA}"):
         raise RunDirError(
@@ -86,6 +92,13 @@ def _json_bytes(payload: dict[str, Any]) -> bytes:
 
 def _read_json(filesystem: fsspec.AbstractFileSystem, path: str) -> dict[str, Any]:
     return json.loads(filesystem.cat_file(path))
+
+
+def absolute_uri(uri: str) -> str:
+    """`uri` with a local path (plain or file://) made absolute; any other URI unchanged."""
+    if "://" in uri and not uri.startswith("file://"):
+        return uri
+    return str(Path(uri.removeprefix("file://")).resolve())
 
 
 def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
