@@ -73,6 +73,11 @@ def read_run(uri: str) -> FinishedRun:
         model_text = filesystem.cat_file(f"{path}/model.txt").decode()
     except (FileNotFoundError, KeyError, ValueError) as error:
         raise RunDirError(f"{uri} is not a complete trainer run: {error}") from error
+    if not is_complete_model(model_text):
+        raise RunDirError(
+            f"{uri}/model.txt is not a complete LightGBM model (truncated or corrupt: it does not "
+            "end with the trees, parameters and categories a saved model ends with)"
+        )
     return FinishedRun(
         uri=uri, metadata=metadata, metrics=metrics, spec=spec, model_text=model_text
     )
@@ -92,6 +97,20 @@ def _json_bytes(payload: dict[str, Any]) -> bytes:
 
 def _read_json(filesystem: fsspec.AbstractFileSystem, path: str) -> dict[str, Any]:
     return json.loads(filesystem.cat_file(path))
+
+
+def is_complete_model(model_text: str) -> bool:
+    """Whether `model_text` ends as every model LightGBM's Python package saves does.
+
+    Checked before LightGBM parses it: a file cut inside its trees makes LightGBM's parser
+    threads abort the whole process instead of raising an error the gate could report.
+    """
+    lines = model_text.rstrip("\n").split("\n")
+    return (
+        "end of trees" in lines
+        and "end of parameters" in lines
+        and lines[-1].startswith("pandas_categorical:")
+    )
 
 
 def absolute_uri(uri: str) -> str:
