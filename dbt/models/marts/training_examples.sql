@@ -60,14 +60,7 @@ train_users_ranked as (
     select
         snapshot_date,
         user_id,
-        row_number() over (
-            partition by snapshot_date
-            order by
-                {{ hash_bucket(dbt.concat([
-                    'user_id', "'|'", 'cast(snapshot_date as ' ~ dbt.type_string() ~ ')'
-                ]), 2147483647) }},
-                user_id
-        ) as user_sample_rank
+        {{ user_sample_rank() }} as user_sample_rank
 
     from train_users
 
