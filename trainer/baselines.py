@@ -212,10 +212,7 @@ def global_popularity(
 
     Not a valid recommendation when seen items are excluded; it shows what that rule costs.
     """
-    cutoff = _utc_scalar(cutoff)
-    interactions = _Interactions.of(history, cutoff)
-    targets = _Targets.of(users, interactions)
-    return _popularity(interactions, targets, cutoff, _checked_k(k), window_days, False)
+    return popularity(history, users, cutoff, k, window_days, exclude_seen=False)
 
 
 def item_knn(

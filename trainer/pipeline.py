@@ -105,6 +105,12 @@ def scoring_cutoff_of(item_features: pd.DataFrame) -> Any:
     return item_features["snapshot_date"].max()
 
 
+def scoring_fallback(item_features: pd.DataFrame, spec: FeatureSpec, *, k: int) -> list[str]:
+    """The popularity fallback the batch serves users without candidates at the scoring cutoff."""
+    at_cutoff = item_features[item_features["snapshot_date"] == scoring_cutoff_of(item_features)]
+    return serving.fallback_items(at_cutoff, spec.popularity_rank, k=k)
+
+
 def _in_test(examples: pd.DataFrame, split_column: str) -> np.ndarray:
     return (examples[split_column] == dataset.TEST).to_numpy(dtype=bool, na_value=False)
 
@@ -269,16 +275,14 @@ def recommend(
     generated_at: datetime | None = None,
 ) -> pa.Table:
     """Top-k recommendations for every known user at the latest cutoff."""
-    cutoff = tables.scoring_cutoff
-    at_cutoff = tables.item_features[tables.item_features["snapshot_date"] == cutoff]
     return recommend_candidates(
         booster,
         tables.scoring,
         spec,
         k=k,
         users=tables.known_users,
-        fallback=serving.fallback_items(at_cutoff, spec.popularity_rank, k=k),
-        cutoff=cutoff,
+        fallback=scoring_fallback(tables.item_features, spec, k=k),
+        cutoff=tables.scoring_cutoff,
         model_version=model_version,
         generated_at=generated_at,
     )
@@ -346,11 +350,7 @@ def run(config: TrainerConfig) -> RunResult:
     training_data_sha256 = data_fingerprint(examples)
     test_cutoffs = test_cutoffs_of(examples, spec.split)
     scoring_cutoff = scoring_cutoff_of(item_features)
-    fallback = serving.fallback_items(
-        item_features[item_features["snapshot_date"] == scoring_cutoff],
-        spec.popularity_rank,
-        k=config.top_k,
-    )
+    fallback = scoring_fallback(item_features, spec, k=config.top_k)
     known_users = load_known_users(config.warehouse_uri, schema=schema)
     rows[KNOWN_USERS_MODEL] = len(known_users)
     lap("load_seconds")

@@ -69,7 +69,7 @@ def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
         recommendations,
         candidates,
         tables.known_users,
-        scoring.fallback_items(tables, challenger.spec, k=challenger.top_k),
+        pipeline.scoring_fallback(tables.item_features, challenger.spec, k=challenger.top_k),
         k=challenger.top_k,
     )
     decision = gate.decide(

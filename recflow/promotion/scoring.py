@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from recflow.promotion.run_dirs import FinishedRun
-from trainer import pipeline, serving
+from trainer import pipeline
 from trainer.feature_spec import FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,3 @@ def _as_categories(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 def scoring_candidates(tables: pipeline.FeatureTables) -> pd.DataFrame:
     """(user_id, item_id) candidates at the latest (scoring) snapshot."""
     return tables.scoring[["user_id", "item_id", "snapshot_date"]]
-
-
-def fallback_items(tables: pipeline.FeatureTables, spec: FeatureSpec, *, k: int) -> list[str]:
-    """The popularity fallback the batch serves users without candidates at the scoring cutoff."""
-    item_features = tables.item_features
-    at_cutoff = item_features[item_features["snapshot_date"] == tables.scoring_cutoff]
-    return serving.fallback_items(at_cutoff, spec.popularity_rank, k=k)
