@@ -13,7 +13,12 @@ from pathlib import Path
 
 from recflow import bigquery_check, sample_data, sample_ratings, vertex_submit
 from recflow.bench import command as bench_command
-from recflow.dbt_invocation import DbtFailedError, compiled_analysis_sql, run_dbt
+from recflow.dbt_invocation import (
+    DbtFailedError,
+    build_features,
+    compiled_analysis_sql,
+    run_dbt,
+)
 from recflow.promotion import command as promotion_command
 from recflow.review import command as review_command
 from recflow.review import comment as review_comment
@@ -83,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         "snapshot_interval_days=N (default: the dbt vars, 7)",
     )
     add_run_setting_arguments(run)
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild every table from the export (done anyway, with the reason, when the export "
+        "changed where an incremental build would keep stored rows)",
+    )
     run.add_argument(
         "--skip-training", action="store_true", help="stop after the feature build and report"
     )
@@ -160,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    build = run_dbt(settings, "build")
+    build = build_features(settings, full_refresh=args.full_refresh)
     build_seconds = time.perf_counter() - started
     models = sorted(
         node.unique_id.split(".")[-1] for node in build.nodes if node.unique_id.startswith("model.")

@@ -35,6 +35,7 @@ class DbtRun:
     command: tuple[str, ...]
     seconds: float
     nodes: tuple[NodeTiming, ...]
+    output: str = ""  # dbt's stdout, when run quietly
 
 
 def dbt_executable() -> str:
@@ -68,9 +69,38 @@ def run_dbt(settings: Settings, *args: str, quiet: bool = False) -> DbtRun:
         if quiet and completed.stdout:
             sys.stderr.write(completed.stdout)
         raise DbtFailedError(
-            f"dbt {args[0]} failed (exit {completed.returncode}); see its output above"
+            f"dbt {next(a for a in args if not a.startswith('-'))} failed "
+            f"(exit {completed.returncode}); see its output above"
         )
-    return DbtRun(command=command, seconds=seconds, nodes=_read_node_timings(settings))
+    return DbtRun(
+        command=command,
+        seconds=seconds,
+        nodes=_read_node_timings(settings),
+        output=completed.stdout or "",
+    )
+
+
+def build_features(settings: Settings, *, full_refresh: bool = False) -> DbtRun:
+    """`dbt build` of the features, fully refreshed when asked or when the export changed where
+    an incremental build would keep stored rows (dbt/macros/provenance): says why, then rebuilds
+    rather than stopping, as the build's own check would."""
+    if not full_refresh:
+        changes = export_changes(settings)
+        if changes:
+            print("the export changed since the last build: " + "; ".join(changes))
+            print("rebuilding every table from this export (dbt build --full-refresh)")
+            full_refresh = True
+    return run_dbt(settings, "build", *(("--full-refresh",) if full_refresh else ()))
+
+
+def export_changes(settings: Settings) -> list[str]:
+    """How the export differs from what the stored tables were built from (empty: nothing
+    differs, or nothing is stored yet)."""
+    operation = run_dbt(settings, "--quiet", "run-operation", "export_changes", quiet=True)
+    for line in reversed(operation.output.splitlines()):
+        if line.startswith('{"export_changes"'):
+            return list(json.loads(line)["export_changes"])
+    raise DbtFailedError(f"dbt run-operation export_changes printed no result:\n{operation.output}")
 
 
 def _read_node_timings(settings: Settings) -> tuple[NodeTiming, ...]:

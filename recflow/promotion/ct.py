@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow import sample_data
-from recflow.dbt_invocation import run_dbt
+from recflow.dbt_invocation import build_features, run_dbt
 from recflow.promotion import gate
 from recflow.promotion.gating import GateRequest, run_gate
 from recflow.promotion.registry import LocalRegistry
@@ -49,7 +49,7 @@ def run_ct(config: CtConfig) -> dict[str, Any]:
         generated = sample_data.generate(sample_data.SCALES[config.sample_scale])
         sample_data.write_data_dir(generated.tables, settings.data_dir, file_format="parquet")
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    run_dbt(settings, "build")
+    build_features(settings)
 
     warehouse_uri = f"duckdb://{settings.duckdb_path}"
     trainer_config = trainer_task.get_args(
