@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -11,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from recflow import bigquery_check, sample_data, sample_ratings, vertex_submit
+from recflow import bigquery_check, run_lock, sample_data, sample_ratings, vertex_submit
 from recflow.bench import command as bench_command
 from recflow.dbt_invocation import (
     DbtFailedError,
@@ -46,13 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     # sqlfluff (check-bigquery) narrates every parse at INFO.
     logging.getLogger("sqlfluff").setLevel(logging.WARNING)
     try:
-        return args.handler(args)
-    except (SettingsError, TrainerInputError) as error:
+        with _warehouse_lock(args):
+            return args.handler(args)
+    except (SettingsError, TrainerInputError, run_lock.WarehouseBusyError) as error:
         print(f"recflow: {error}", file=sys.stderr)
         return 2
     except DbtFailedError as error:
         print(f"recflow: {error}", file=sys.stderr)
         return 1
+
+
+def _warehouse_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager[object]:
+    """The warehouse's lock for commands that write it (`locks_warehouse`), else nothing."""
+    if not getattr(args, "locks_warehouse", False):
+        return contextlib.nullcontext()
+    return run_lock.warehouse_lock(Settings.from_env().duckdb_path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         "--skip-training", action="store_true", help="stop after the feature build and report"
     )
     _add_sample_arguments(run)
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_run, locks_warehouse=True)
 
     bigquery_check.register(commands)
     vertex_submit.register(commands)

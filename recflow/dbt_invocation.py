@@ -6,8 +6,10 @@ state for the life of the process, and the report that follows opens the same Du
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +19,9 @@ from pathlib import Path
 from recflow.settings import Settings
 
 log = logging.getLogger(__name__)
+# prctl(2), looked up once here: a forked child should not load libraries before exec.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
 
 
 class DbtFailedError(RuntimeError):
@@ -63,6 +68,7 @@ def run_dbt(settings: Settings, *args: str, quiet: bool = False) -> DbtRun:
         stderr=subprocess.STDOUT if quiet else None,
         text=True,
         check=False,
+        preexec_fn=_die_with_parent if _PRCTL is not None else None,
     )
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
@@ -101,6 +107,13 @@ def export_changes(settings: Settings) -> list[str]:
         if line.startswith('{"export_changes"'):
             return list(json.loads(line)["export_changes"])
     raise DbtFailedError(f"dbt run-operation export_changes printed no result:\n{operation.output}")
+
+
+def _die_with_parent() -> None:
+    """In the dbt child, before exec: the kernel kills it when recflow dies (kill -9
+    included), so no orphaned build keeps writing the warehouse after its lock is released."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _read_node_timings(settings: Settings) -> tuple[NodeTiming, ...]:

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from trainer import baselines, dataset, evaluation, gcs, ranker, serving, writing
 from trainer import recommend as recommend_module
 from trainer.errors import TrainerInputError
+from trainer.failpoints import failpoint
 from trainer.feature_spec import (
     EXAMPLES_MODEL,
     HISTORY_MODEL,
@@ -356,6 +357,7 @@ def run(config: TrainerConfig) -> RunResult:
     lap("load_seconds")
     booster = train_on_examples(examples, spec, config.params)
     lap("train_seconds")
+    failpoint("trainer.trained")
     history = load_history(config.warehouse_uri, test_cutoffs, schema=schema)
     rows[HISTORY_MODEL] = len(history)
     result = evaluate_on_examples(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,9 +32,12 @@ import pyarrow as pa
 
 from trainer import bigquery_io, gcs
 from trainer.errors import TrainerInputError
+from trainer.failpoints import failpoint
 from trainer.reading import duckdb_path
 
 log = logging.getLogger(__name__)
+# `.<run name>.partial-<pid>`: a staging directory and the process that writes it.
+_STAGING_NAME = re.compile(r"^\..+\.partial-(?P<pid>[0-9]+)$")
 
 WRITABLE = "DuckDB (duckdb:///path/to/file.duckdb) or BigQuery (bq://project.dataset)"
 
@@ -90,6 +94,7 @@ def staged_directory(final_dir: Path) -> Iterator[Path]:
     if final_dir.exists():
         raise TrainerInputError(f"Run directory {final_dir} already exists; refusing to overwrite.")
     final_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(final_dir.parent)
     staging = final_dir.with_name(f".{final_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -100,6 +105,38 @@ def staged_directory(final_dir: Path) -> Iterator[Path]:
         raise
     staging.rename(final_dir)
     log.info("wrote run directory %s", final_dir)
+
+
+def remove_stale_staging(runs_dir: Path) -> list[Path]:
+    """Delete the staging directories in `runs_dir` whose process is gone; return them.
+
+    A process killed before its rename (kill -9, a lost machine) leaves its staging directory
+    behind, hidden by its leading dot. One whose process still runs is another run at work and
+    is left alone; so is ours. A reused process id only delays the clean-up, never deletes a
+    live run's files.
+    """
+    removed = []
+    for entry in runs_dir.iterdir():
+        match = _STAGING_NAME.match(entry.name)
+        if not match or not entry.is_dir():
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or _process_exists(pid):
+            continue
+        log.warning("removing %s, left by process %d that ended before finishing", entry, pid)
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -142,6 +179,7 @@ def _replace_duckdb_table(warehouse_uri: str, table: str, rows: pa.Table) -> Non
                     f'create or replace table "{schema or "main"}"."{name}" as '
                     "select * from incoming_rows"
                 )
+                failpoint("writeback.before_commit")
                 connection.execute("commit")
             except BaseException:
                 connection.execute("rollback")

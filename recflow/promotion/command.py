@@ -83,7 +83,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="extra python -m trainer.task argument, written with '=' (--trainer-arg=--seed=7)",
     )
     _add_tolerance_argument(ct)
-    ct.set_defaults(handler=_ct)
+    ct.set_defaults(handler=_ct, locks_warehouse=True)
 
     needed = commands.add_parser(
         "training-needed",

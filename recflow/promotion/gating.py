@@ -2,7 +2,9 @@
 
 Order on promotion: register the version and move the `champion` alias, then replace the
 warehouse's batch recommendations; if that write fails the alias goes back to the previous
-champion, so the alias and the served recommendations never disagree for long.
+champion, so the alias and the served recommendations never disagree for long. A process killed
+between the two leaves the registry ahead of the table: the registry is the record, and
+`recflow ct` serves its champion again before anything else (recflow.promotion.ct).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from recflow.promotion import gate, run_dirs, scoring
 from recflow.promotion.registry import ModelRegistry, ModelVersion, Registration, RegistryError
 from trainer import pipeline, writing
+from trainer.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +159,7 @@ def _promote(
             decision=body,
         )
     )
+    failpoint("promotion.after_registry_write")
     if request.recommendations_table:
         try:
             writing.replace_warehouse_table(
@@ -170,4 +174,5 @@ def _promote(
                 )
                 registry.set_champion(previous.version)
             raise
+    failpoint("promotion.after_served_write")
     return registered.version

@@ -4,6 +4,7 @@ into it. A directory without run_metadata.json is not a finished run (see traine
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from trainer.feature_spec import FeatureSpec
 
 METADATA = "run_metadata.json"
 DECISION = "decision.json"
+# The header line that lets LightGBM parse the trees in parallel threads (see parse_model).
+_TREE_SIZES = re.compile(r"^tree_sizes=.*\n", flags=re.MULTILINE)
 
 
 class RunDirError(ValueError):
@@ -43,7 +46,7 @@ class FinishedRun:
         return int(self.metadata.get("top_k", 20))
 
     def booster(self) -> lgb.Booster:
-        return lgb.Booster(model_str=self.model_text)
+        return parse_model(self.model_text)
 
     def batch_recommendations(self) -> pa.Table:
         filesystem, path = _fs(self.uri)
@@ -78,6 +81,12 @@ def read_run(uri: str) -> FinishedRun:
             f"{uri}/model.txt is not a complete LightGBM model (truncated or corrupt: it does not "
             "end with the trees, parameters and categories a saved model ends with)"
         )
+    try:
+        parse_model(model_text)
+    except lgb.basic.LightGBMError as error:
+        raise RunDirError(
+            f"{uri}/model.txt is not a valid LightGBM model (corrupt: {error})"
+        ) from error
     return FinishedRun(
         uri=uri, metadata=metadata, metrics=metrics, spec=spec, model_text=model_text
     )
@@ -111,6 +120,16 @@ def is_complete_model(model_text: str) -> bool:
         and "end of parameters" in lines
         and lines[-1].startswith("pandas_categorical:")
     )
+
+
+def parse_model(model_text: str) -> lgb.Booster:
+    """The model in `model_text`; LightGBMError, never a process abort, when it is corrupt.
+
+    Given the header's `tree_sizes`, LightGBM parses the trees in parallel threads, and a format
+    error there terminates the process; without it the trees are parsed one after another and
+    an error is raised. The predictions are the same.
+    """
+    return lgb.Booster(model_str=_TREE_SIZES.sub("", model_text, count=1))
 
 
 def absolute_uri(uri: str) -> str:

@@ -72,3 +72,34 @@ def test_a_truncated_model_is_refused_before_lightgbm_reads_it(tmp_path: Path, k
 def test_a_whole_model_loads() -> None:
     booster = lgb.Booster(model_str=MODEL_TEXT)
     assert booster.feature_name() == ["f"]
+
+
+def _corrupt(text: str, how: str) -> str:
+    lines = text.split("\n")
+    if how == "bad number":
+        return text.replace("threshold=", "threshold=zz", 1)
+    if how == "tree lines lost":
+        start = next(i for i, line in enumerate(lines) if line.startswith("Tree=3"))
+        return "\n".join(lines[: start + 1] + lines[start + 6 :])
+    middle = len(text) // 2  # "bytes overwritten"
+    return text[:middle] + "\x00\xff#" * 60 + text[middle + 180 :]
+
+
+@pytest.mark.parametrize("how", ["bad number", "tree lines lost", "bytes overwritten"])
+def test_a_corrupt_model_is_refused_without_aborting(tmp_path: Path, how: str) -> None:
+    """A model.txt that ends as a whole one but is damaged inside: LightGBM's parallel parser
+    would terminate the process (SIGABRT); read_run reports it as a RunDirError instead."""
+    run = finished_run(tmp_path / "run")
+    corrupt = _corrupt(MODEL_TEXT, how)
+    assert corrupt != MODEL_TEXT
+    (run / "model.txt").write_text(corrupt)
+
+    with pytest.raises(RunDirError, match=r"model\.txt is not a valid LightGBM model \(corrupt"):
+        read_run(str(run))
+
+
+def test_a_whole_model_parses_to_the_same_predictions(tmp_path: Path) -> None:
+    run = read_run(str(finished_run(tmp_path / "run")))
+    features = np.random.default_rng(1).random((50, 1))
+    expected = lgb.Booster(model_str=MODEL_TEXT).predict(features)
+    np.testing.assert_array_equal(run.booster().predict(features), expected)
