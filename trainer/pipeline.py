@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from trainer import baselines, dataset, evaluation, gcs, ranker, serving, writing
+from trainer import baselines, dataset, evaluation, gcs, ranker, served_checks, serving, writing
 from trainer import recommend as recommend_module
 from trainer.errors import TrainerInputError
 from trainer.failpoints import failpoint
@@ -378,6 +378,15 @@ def run(config: TrainerConfig) -> RunResult:
         cutoff=scoring_cutoff,
         model_version=config.run_id,
     )
+    if config.recommendations_table:
+        check_servable(
+            recommendations,
+            scoring,
+            known_users,
+            fallback,
+            k=config.top_k,
+            table=config.recommendations_table,
+        )
     del scoring
     lap("recommend_seconds")
 
@@ -436,6 +445,27 @@ def run(config: TrainerConfig) -> RunResult:
         timings=timings,
         recommendations_written=recommendations.num_rows if config.recommendations_table else 0,
     )
+
+
+def check_servable(
+    recommendations: pa.Table,
+    scoring: pd.DataFrame,
+    known_users: pd.Series,
+    fallback: list[str],
+    *,
+    k: int,
+    table: str,
+) -> None:
+    """Stop before the write-back when the batch fails the serving checks the gate applies:
+    the served table keeps its rows rather than being replaced by a batch missing users."""
+    problems = served_checks.check_recommendations(
+        recommendations.to_pandas(), scoring, known_users, fallback, k=k
+    )
+    if problems:
+        raise TrainerInputError(
+            f"the batch recommendations fail the serving checks, so {table} was left as it "
+            f"was: {'; '.join(problems)}"
+        )
 
 
 def summary_table(result: evaluation.Evaluation, *, ks: Sequence[int]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from recflow.promotion import gate, run_dirs, scoring
 from recflow.promotion.registry import ModelRegistry, ModelVersion, Registration, RegistryError
-from trainer import pipeline, writing
+from trainer import pipeline, served_checks, writing
 from trainer.failpoints import failpoint
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
     recommendations = challenger.batch_recommendations().to_pandas()
     candidates = scoring.scoring_candidates(tables)
     snapshots = sorted(recommendations["snapshot_date"].dropna().unique())
-    problems = gate.check_recommendations(
+    problems = served_checks.check_recommendations(
         recommendations,
         candidates,
         tables.known_users,

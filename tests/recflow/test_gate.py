@@ -16,9 +16,9 @@ from recflow.promotion.gate import (
     ChampionScoring,
     GatePolicy,
     Outcome,
-    check_recommendations,
     decide,
 )
+from trainer.served_checks import check_recommendations
 
 # The rule itself, without the seed-noise allowance of the default tolerance.
 POLICY = GatePolicy(tolerance=0.0)
