@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -92,85 +96,131 @@ def event_days(events: pa.Table) -> tuple[str, str]:
 # --- recflow run: one message right after the feature build ------------------------------------
 
 
-def test_no_parseable_timestamp(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def write_unparseable(data_dir: Path) -> pa.Table:
+    """The sample with no parseable event_at (CSV, since a Parquet timestamp cannot be bad)."""
     tables = sample_tables()
     events = tables.pop("events")
     write_data_dir(tables, data_dir, file_format="parquet")
     garbled = [UNPARSEABLE_EVENT_AT[i % 3] for i in range(events.num_rows)]
     pacsv.write_csv(replaced(events, "event_at", pa.array(garbled)), data_dir / "events.csv")
-
-    message = the_message(recflow_run(tmp_path, data_dir))
-
-    assert f"all {events.num_rows:,} events are quarantined as unparseable_event_at" in message
-    assert "event_at must hold timestamps" in message
-    assert "stg_app__quarantined_rows" in message
+    return events
 
 
-def test_every_event_in_the_future(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def write_future(data_dir: Path) -> pa.Table:
+    """The sample moved to start a month from now."""
     tables = sample_tables()
     events = tables["events"]
-    # The whole log moved to start a month from now.
     shift = datetime.now(UTC) + timedelta(days=30) - SMALL.start_at
     shifted = pc.add(events["event_at"], pa.scalar(shift, pa.duration("us")))
     tables["events"] = replaced(events, "event_at", shifted)
     write_data_dir(tables, data_dir, file_format="parquet")
-
-    message = the_message(recflow_run(tmp_path, data_dir))
-
-    assert f"all {events.num_rows:,} events are quarantined as future_event_at" in message
-    assert "the start of the run (the `as_of` var is unset)" in message
-    assert "--var as_of=" in message
+    return tables["events"]
 
 
-def test_no_positive_event_type_among_the_events(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def write_only_views(data_dir: Path) -> pa.Table:
     tables = sample_tables()
     events = tables["events"]
     tables["events"] = replaced(events, "event_type", pa.array(["view"] * events.num_rows))
     write_data_dir(tables, data_dir, file_format="parquet")
+    return tables["events"]
 
-    message = the_message(recflow_run(tmp_path, data_dir))
+
+def write_days(n_days: int) -> Callable[[Path], pa.Table]:
+    def write(data_dir: Path) -> pa.Table:
+        tables = sample_tables(n_days=n_days)
+        write_data_dir(tables, data_dir, file_format="parquet")
+        return tables["events"]
+
+    return write
+
+
+WRITERS: dict[str, Callable[[Path], pa.Table]] = {
+    "unparseable": write_unparseable,
+    "future": write_future,
+    "only_views": write_only_views,
+    "20_days": write_days(20),
+    "45_days": write_days(45),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One data directory, the events written to it, and `recflow run` on it."""
+
+    data_dir: Path
+    events: pa.Table
+    result: CommandResult
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """`recflow run` on every case, side by side (each is mostly dbt start-up)."""
+    root = tmp_path_factory.mktemp("whole_data")
+    written = {case: write(root / case / "data") for case, write in WRITERS.items()}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        futures = {
+            case: pool.submit(recflow_run, root / case, root / case / "data") for case in WRITERS
+        }
+    return {
+        case: Run(root / case / "data", written[case], future.result())
+        for case, future in futures.items()
+    }
+
+
+def test_no_parseable_timestamp(runs: dict[str, Run]) -> None:
+    run = runs["unparseable"]
+    message = the_message(run.result)
+
+    assert f"all {run.events.num_rows:,} events are quarantined as unparseable_event_at" in message
+    assert "event_at must hold timestamps" in message
+    assert "stg_app__quarantined_rows" in message
+
+
+def test_every_event_in_the_future(runs: dict[str, Run]) -> None:
+    run = runs["future"]
+    message = the_message(run.result)
+
+    assert f"all {run.events.num_rows:,} events are quarantined as future_event_at" in message
+    assert "the start of the run (the `as_of` var is unset)" in message
+    assert "--var as_of=" in message
+
+
+def test_no_positive_event_type_among_the_events(runs: dict[str, Run]) -> None:
+    run = runs["only_views"]
+    message = the_message(run.result)
 
     # A clean sample: every row is staged.
-    assert f"none of the {events.num_rows:,} staged events is positive" in message
+    assert f"none of the {run.events.num_rows:,} staged events is positive" in message
     assert "their event types (view)" in message
     assert "marks is_positive (click, cart, purchase)" in message
     assert "--var 'event_types=" in message
 
 
-def test_history_shorter_than_min_history_days(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    tables = sample_tables(n_days=20)
-    write_data_dir(tables, data_dir, file_format="parquet")
-    first, last = event_days(tables["events"])
-
-    message = the_message(recflow_run(tmp_path, data_dir))
+def test_history_shorter_than_min_history_days(runs: dict[str, Run]) -> None:
+    run = runs["20_days"]
+    first, last = event_days(run.events)
+    message = the_message(run.result)
 
     assert f"cover 20 days ({first} to {last}), fewer than min_history_days = 28" in message
     assert "use more days of data" in message
 
 
 def test_too_little_history_for_the_cutoffs_names_the_min_history_days_that_works(
-    tmp_path: Path,
+    runs: dict[str, Run], tmp_path: Path
 ) -> None:
     """45 days hold the two test cutoffs but not the validation and train ones after 28 days of
     history; the message names the largest min_history_days that fits, and a build with it has
     every split."""
-    data_dir = tmp_path / "data"
-    tables = sample_tables(n_days=45)
-    write_data_dir(tables, data_dir, file_format="parquet")
-    first, last = event_days(tables["events"])
-
-    message = the_message(recflow_run(tmp_path, data_dir))
+    run = runs["45_days"]
+    first, last = event_days(run.events)
+    message = the_message(run.result)
 
     assert f"cover 45 days ({first} to {last}): too few for 2 test and 2 validation" in message
     assert "(found 0 train, 0 validation, 2 test)" in message
     suggested = int(message.split("--var min_history_days=")[1].split(")")[0])
     assert 1 <= suggested < 28
 
-    isolation = Isolation.under(tmp_path / "suggested", data_dir)
+    isolation = Isolation.under(tmp_path / "suggested", run.data_dir)
     vars_json = json.dumps({"min_history_days": suggested})
     # The models only: the spine and the summary are what the suggestion is about.
     built = run_dbt_command(isolation, "run", "--select", f"+{SUMMARY_MODEL}", "--vars", vars_json)
