@@ -31,6 +31,7 @@ from recflow.settings import (
     run_settings_from_args,
 )
 from recflow.warehouse_report import BuildSummary, summarise_build
+from trainer import data_problems
 from trainer import task as trainer_task
 from trainer.errors import TrainerInputError
 
@@ -182,6 +183,8 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     build = build_features(settings, full_refresh=args.full_refresh)
     build_seconds = time.perf_counter() - started
+    # Before the summary and training, which would fail on such data for reasons not its cause.
+    data_problems.check_warehouse(f"duckdb://{settings.duckdb_path}", schema="main")
     models = sorted(
         node.unique_id.split(".")[-1] for node in build.nodes if node.unique_id.startswith("model.")
     )

@@ -126,8 +126,10 @@ def check_trainable(frame: pd.DataFrame, spec: FeatureSpec, table_name: str) -> 
     """Fail with a message that names the problem when no sensible ranker can be trained."""
     if frame.empty:
         raise TrainerInputError(
-            f"{table_name} is empty: the dbt build produced no candidates. Check that the data "
-            "directory covers more than min_history_days plus six snapshot intervals."
+            f"{table_name} is empty: no labelled cutoff has a user with a positive event in its "
+            "label window. Every event quarantined, no positive event type (the `event_types` "
+            "var) or too few days for min_history_days and the held-out cutoffs can cause it: "
+            "the event_log_summary and stg_app__quarantined_rows tables show which."
         )
     splits = set(frame[spec.split].unique())
     for needed in (TRAIN, VALIDATION, TEST):

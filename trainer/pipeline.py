@@ -28,7 +28,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from trainer import baselines, dataset, evaluation, gcs, ranker, served_checks, serving, writing
+from trainer import (
+    baselines,
+    data_problems,
+    dataset,
+    evaluation,
+    gcs,
+    ranker,
+    served_checks,
+    serving,
+    writing,
+)
 from trainer import recommend as recommend_module
 from trainer.errors import TrainerInputError
 from trainer.failpoints import failpoint
@@ -183,7 +193,13 @@ def load_examples(warehouse_uri: str, spec: FeatureSpec, *, schema: str | None) 
         spec,
         sort_by=list(dict.fromkeys([*spec.group, *spec.keys])),
     )
-    dataset.check_trainable(examples, spec, EXAMPLES_MODEL)
+    try:
+        dataset.check_trainable(examples, spec, EXAMPLES_MODEL)
+    except TrainerInputError:
+        # Too few examples often has a cause upstream (no timestamp parsed, nothing positive,
+        # too few days): name that one when the event log summary shows it.
+        data_problems.check_warehouse(warehouse_uri, schema=schema)
+        raise
     return examples
 
 

@@ -47,6 +47,7 @@ COMPARED_MODELS = (
     "known_users",
     "user_item_history",
     "int_labelled_users_sampled",
+    "event_log_summary",
 )
 
 

@@ -324,8 +324,8 @@ def test_a_data_directory_too_short_for_the_protocol_ends_in_one_message(
     tmp_path: Path,
 ) -> None:
     """35 days of history, less than min_history_days (28) + two label windows (7 each): the
-    feature build runs, then `recflow run` ends with one message naming min_history_days and
-    exit code 2, no traceback."""
+    feature build runs, then `recflow run` ends with one message naming the days and
+    min_history_days, exit code 2, no traceback (every cause: test_whole_data_problems.py)."""
     data_dir = tmp_path / "data"
     spec = SampleSpec(n_users=100, n_items=60, n_categories=10, n_days=35)
     write_data_dir(generate(spec).tables, data_dir, file_format="parquet")
@@ -336,7 +336,8 @@ def test_a_data_directory_too_short_for_the_protocol_ends_in_one_message(
     assert result.returncode == 2, result.output
     assert "Traceback" not in result.output, result.output
     (message,) = [line for line in result.output.splitlines() if "min_history_days" in line]
-    assert message.startswith("trainer: training_examples has no 'train' rows"), message
+    assert message.startswith("recflow: the "), message
+    assert "cover 35 days" in message and "min_history_days = 28" in message, message
 
 
 @pytest.mark.dbt

@@ -28,10 +28,11 @@
     end
 {%- endmacro %}
 
-{% macro event_type_is_positive(event_type_column) %}
+{#- The names of the event types marked is_positive (the training label), in the var's order. -#}
+{% macro positive_event_types() %}
     {%- set positives = [] -%}
     {%- for event_type, settings in configured_event_types().items() -%}
-        {%- if settings.get('is_positive') -%}{% do positives.append("'" ~ event_type ~ "'") %}{%- endif -%}
+        {%- if settings.get('is_positive') -%}{% do positives.append(event_type) %}{%- endif -%}
     {%- endfor -%}
     {%- if not positives -%}
         {{ exceptions.raise_compiler_error(
@@ -39,5 +40,13 @@
             ~ "training label. Mark at least one (for example purchase) in dbt/dbt_project.yml."
         ) }}
     {%- endif -%}
-    {{ event_type_column }} in ({{ positives | join(', ') }})
+    {{ return(positives) }}
+{% endmacro %}
+
+{% macro event_type_is_positive(event_type_column) %}
+    {%- set quoted = [] -%}
+    {%- for event_type in positive_event_types() -%}
+        {%- do quoted.append("'" ~ event_type ~ "'") -%}
+    {%- endfor -%}
+    {{ event_type_column }} in ({{ quoted | join(', ') }})
 {%- endmacro %}

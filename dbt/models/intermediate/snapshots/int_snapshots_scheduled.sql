@@ -41,15 +41,7 @@ latest_closed as (
     select
         first_event_date,
         scoring_date,
-        cast({{ dbt.dateadd(
-            'day',
-            interval_days ~ ' * cast(floor(' ~ dbt.datediff(
-                "cast('" ~ var('snapshot_calendar_anchor') ~ "' as date)",
-                dbt.dateadd('day', -label_window_days, 'scoring_date'),
-                'day'
-            ) ~ ' / ' ~ interval_days ~ ') as ' ~ dbt.type_bigint() ~ ')',
-            "cast('" ~ var('snapshot_calendar_anchor') ~ "' as date)"
-        ) }} as date) as test_date
+        {{ latest_closed_cutoff_date('scoring_date') }} as test_date
 
     from bounds
 
