@@ -226,6 +226,9 @@ def _print_summary(settings: Settings, summary: BuildSummary, build_seconds: flo
     print(f"\nquarantined rows: {sum(summary.quarantined.values()):,}")
     for (source_table, reason), count in summary.quarantined.items():
         print(f"  {source_table + '.' + reason:<34} {count:>12,}")
+    print(f"nulled values (unparseable, staged as null): {sum(summary.nulled_values.values()):,}")
+    for (source_table, column_name), count in summary.nulled_values.items():
+        print(f"  {source_table + '.' + column_name:<34} {count:>12,}")
     recall = dict(summary.candidate_recall)
     positives = recall.pop("test_positives")
     print(f"\ncandidate recall on the test window ({positives:,} positive interactions)")

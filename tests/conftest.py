@@ -36,6 +36,7 @@ STAGING_BUILD = (
     "+stg_app__items",
     "+stg_app__users",
     "+stg_app__quarantined_rows",
+    "+stg_app__nulled_values",
     "--indirect-selection",
     "cautious",
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import (
+    DBT_PROJECT_DIR,
     STAGING_BUILD,
     CommandResult,
     Isolation,
@@ -30,7 +32,10 @@ from conftest import (
     write_csv,
 )
 
+from recflow.cli import _print_summary
 from recflow.sample_data import SCHEMAS
+from recflow.settings import Settings
+from recflow.warehouse_report import summarise_build
 
 pytestmark = pytest.mark.dbt
 
@@ -121,9 +126,15 @@ def _without_column(name: str, column: str) -> Callable[[Path], None]:
     )
 
 
-def _with_header_only_events_csv(data_dir: Path) -> None:
-    write_parquet_tables(data_dir, {k: t for k, t in VALID_TABLES.items() if k != "events"})
-    write_csv(data_dir / "events.csv", VALID_TABLES["events"].column_names, [])
+def _with_empty_table(name: str, file_format: str) -> Callable[[Path], None]:
+    def write(data_dir: Path) -> None:
+        write_parquet_tables(data_dir, {k: t for k, t in VALID_TABLES.items() if k != name})
+        if file_format == "csv":  # a header row and nothing else
+            write_csv(data_dir / f"{name}.csv", VALID_TABLES[name].column_names, [])
+        else:
+            pq.write_table(VALID_TABLES[name].slice(0, 0), data_dir / f"{name}.parquet")
+
+    return write
 
 
 BAD_DATA_DIRS = {
@@ -143,8 +154,17 @@ BAD_DATA_DIRS = {
         expected=("'{dir}/events.parquet' has no column 'event_at'", "raw data contract"),
     ),
     "header_only_events_csv": BadDataDir(
-        write=_with_header_only_events_csv,
+        write=_with_empty_table("events", "csv"),
         expected=("'{dir}/events.csv' holds no rows",),
+    ),
+    # Every event would be quarantined as unknown_item or unknown_user: stop and say why.
+    "header_only_items_csv": BadDataDir(
+        write=_with_empty_table("items", "csv"),
+        expected=("'{dir}/items.csv' holds no rows", "items table must not be empty"),
+    ),
+    "empty_users_parquet": BadDataDir(
+        write=_with_empty_table("users", "parquet"),
+        expected=("'{dir}/users.parquet' holds no rows", "users table must not be empty"),
     ),
     "items_without_category": BadDataDir(
         write=_without_column("items", "category"),
@@ -200,7 +220,8 @@ VALID_EVENTS = [
     ("u3", "i3", "view", "2026-01-07T09:00:00Z", None),  # its exact copy follows below
 ]
 # Each bad row carries a marker (an id no other row uses) to find it in `raw_record`. An
-# unparseable `value` has its own test below: today it aborts the build.
+# unparseable `value` is not a reason (its own test below); unknown items and users are tested
+# in test_staging_integrity.py.
 QUARANTINED_EVENTS = [
     ("missing_user_id", "i-q-no-user", (None, "i-q-no-user", "view", "2026-01-05T11:00:00Z", None)),
     ("missing_item_id", "u-q-no-item", ("u-q-no-item", None, "view", "2026-01-05T11:00:00Z", None)),
@@ -341,12 +362,15 @@ def test_event_types_without_a_positive_type_fail_with_a_message_naming_is_posit
     assert_fails_cleanly(result, "'event_types'", "is_positive")
 
 
-def test_unparseable_value_is_quarantined_not_fatal(tmp_path: Path) -> None:
-    """A CSV event whose optional `value` is not a number is quarantined as unparseable_value;
-    the build goes on and the valid row is staged."""
+def test_unparseable_value_is_nulled_and_counted_not_quarantined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV event whose optional `value` is not a number ('12,50') is staged with a null value,
+    not quarantined; the value is listed in stg_app__nulled_values (a warn-level test counts it)
+    and `recflow run`'s summary prints the count by column next to the quarantined rows."""
     data_dir = tmp_path / "data"
     valid = ("u1", "i1", "purchase", "2026-01-05T10:00:00Z", "19.99")
-    bad = ("u1", "i2", "purchase", "2026-01-05T10:00:00Z", "twelve")
+    bad = ("u1", "i2", "purchase", "2026-01-05T10:00:00Z", "12,50")
     write_csv(data_dir / "events.csv", EVENTS_HEADER, [valid, bad])
     write_csv(data_dir / "items.csv", ITEMS_HEADER, VALID_ITEMS)
     write_csv(data_dir / "users.csv", USERS_HEADER, VALID_USERS)
@@ -355,8 +379,30 @@ def test_unparseable_value_is_quarantined_not_fatal(tmp_path: Path) -> None:
     result = run_dbt_command(isolation, *STAGING_BUILD)
 
     assert result.returncode == 0, result.output
+    assert "WARN 1 has_no_rows_stg_app__nulled_values" in result.output, result.output
+    assert query(isolation.duckdb_path, "select * from stg_app__quarantined_rows") == []
     assert query(
-        isolation.duckdb_path,
-        "select source_table, quarantine_reason from stg_app__quarantined_rows",
-    ) == [("events", "unparseable_value")]
-    assert query(isolation.duckdb_path, "select item_id from stg_app__events") == [("i1",)]
+        isolation.duckdb_path, "select item_id, event_value from stg_app__events order by 1"
+    ) == [("i1", 19.99), ("i2", None)]
+    ((source_table, column_name, raw_value, raw_record),) = query(
+        isolation.duckdb_path, "select * from stg_app__nulled_values"
+    )
+    assert (source_table, column_name, raw_value) == ("events", "value", "12,50")
+    assert json.loads(raw_record)["item_id"] == "i2"
+
+    settings = Settings(
+        data_dir=isolation.data_dir,
+        duckdb_path=isolation.duckdb_path,
+        dbt_project_dir=DBT_PROJECT_DIR,
+        dbt_target="local",
+        dbt_target_path=isolation.target_path,
+    )
+    summary = summarise_build(
+        settings, model_names=["stg_app__events"], recall_sql="select 0 as test_positives"
+    )
+    assert summary.nulled_values == {("events", "value"): 1}
+    assert summary.quarantined == {}
+    _print_summary(settings, summary, build_seconds=1.0)
+    printed = capsys.readouterr().out
+    assert "nulled values (unparseable, staged as null): 1" in printed
+    assert re.search(r"^  events\.value +1$", printed, re.MULTILINE), printed

@@ -117,7 +117,13 @@ def test_a_backfilled_day_and_a_deleted_user_are_named_and_reach_every_table(
         schema=events.schema,
     )
     tables["events"] = pa.concat_tables([kept, backfilled])
-    tables["users"] = tables["users"].filter(pc.not_equal(tables["users"]["user_id"], deleted_user))
+    users = tables["users"].filter(pc.not_equal(tables["users"]["user_id"], deleted_user))
+    # The backfilled user is listed: events of unlisted users are quarantined (unknown_user).
+    listed = pa.table(
+        {"user_id": ["backfilled_user"], "signup_at": [None], "segment": [None]},
+        schema=users.schema,
+    )
+    tables["users"] = pa.concat_tables([users, listed])
     changed_export = tmp_path / "export_changed"
     changed_export.mkdir()
     for name, table in tables.items():

@@ -22,6 +22,7 @@
         'covisit_lookback_days', 'covisit_neighbours_per_item', 'itemknn_items_per_user',
         'itemknn_neighbours_per_item', 'itemknn_min_cooccurrence', 'recent_items_per_user',
         'candidates_per_source', 'category_affinity_lookback_days', 'exclude_seen_items',
+        'events_of_unknown_users',
     ] -%}
     {%- set shaping = {} -%}
     {%- for name in names -%}

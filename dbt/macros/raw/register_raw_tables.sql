@@ -25,8 +25,12 @@
     {%- set sources = graph.sources.values()
         | selectattr('package_name', 'equalto', 'recflow')
         | selectattr('source_name', 'equalto', 'app') | list -%}
-    {%- if (run_query("select count(*) from glob('" ~ _sql_string(data_dir) ~ "/*')")
-            .columns[0].values()[0]) == 0 -%}
+    {%- set files_by_table = {} -%}
+    {%- for source_node in sources -%}
+        {%- set files = _raw_table_files(data_dir, source_node.name) -%}
+        {%- do files_by_table.update({source_node.name: files}) -%}
+    {%- endfor -%}
+    {%- if files_by_table.values() | map('length') | sum == 0 -%}
         {{ exceptions.raise_compiler_error(
             "Data directory '" ~ data_dir ~ "' does not exist or is empty. " ~ hint) }}
     {%- endif -%}
@@ -34,32 +38,44 @@
         {%- if loop.first -%}
             {% do run_query("create schema if not exists " ~ source_node.schema) %}
         {%- endif -%}
-        {%- do _register_raw_table(source_node, data_dir, hint) -%}
+        {%- set files = files_by_table[source_node.name] -%}
+        {%- do _register_raw_table(source_node, files, data_dir, hint) -%}
     {%- endfor -%}
     {{ return('') }}
 {% endmacro %}
 
-{% macro _register_raw_table(source_node, data_dir, hint) %}
+{#- The table's files in the data directory, looked up by exact name: DuckDB reads [ ] * ? in
+    a path as a glob, so a directory 'export[1]' would otherwise read 'export1'. -#}
+{% macro _raw_table_files(data_dir, name) %}
+    {%- set files = [] -%}
+    {%- for extension in ['parquet', 'csv'] -%}
+        {%- set file = data_dir ~ "/" ~ name ~ "." ~ extension -%}
+        {%- if run_query("select count(*) from glob('" ~ _sql_string(_glob_literal(file)) ~ "')")
+                .columns[0].values()[0] > 0 -%}
+            {%- do files.append(file) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(files) }}
+{% endmacro %}
+
+{% macro _register_raw_table(source_node, files, data_dir, hint) %}
     {%- set name = source_node.name -%}
-    {%- set files = run_query(
-        "select file from glob('" ~ _sql_string(data_dir) ~ "/" ~ name ~ ".*') "
-        ~ "where file like '%.parquet' or file like '%.csv' order by file"
-    ).columns[0].values() -%}
     {%- if files | length == 0 -%}
         {{ exceptions.raise_compiler_error(
             "Data directory '" ~ data_dir ~ "' has no '" ~ name ~ "' table: expected "
             ~ name ~ ".parquet or " ~ name ~ ".csv. " ~ hint) }}
     {%- elif files | length > 1 -%}
         {{ exceptions.raise_compiler_error(
-            "Data directory '" ~ data_dir ~ "' holds both " ~ (files | join(' and '))
+            "Data directory '" ~ data_dir ~ "' holds both " ~ (files | sort | join(' and '))
             ~ ": keep exactly one file per table.") }}
     {%- endif -%}
     {%- set file = files[0] -%}
+    {%- set path_literal = "'" ~ _sql_string(_glob_literal(file)) ~ "'" -%}
     {%- if file.endswith('.csv') -%}
         {#- Read CSV as text: staging casts and quarantines values that do not parse. -#}
-        {%- set reader = "read_csv('" ~ _sql_string(file) ~ "', header = true, all_varchar = true)" -%}
+        {%- set reader = "read_csv(" ~ path_literal ~ ", header = true, all_varchar = true)" -%}
     {%- else -%}
-        {%- set reader = "read_parquet('" ~ _sql_string(file) ~ "')" -%}
+        {%- set reader = "read_parquet(" ~ path_literal ~ ")" -%}
     {%- endif -%}
     {%- set found = run_query("describe select * from " ~ reader).columns[0].values()
         | map('lower') | list -%}
@@ -90,6 +106,12 @@
         "create or replace view " ~ source_node.schema ~ "." ~ source_node.identifier
         ~ " as select " ~ (select_list | join(', ')) ~ " from " ~ reader
     ) -%}
+{% endmacro %}
+
+{#- A path as a DuckDB glob pattern that matches exactly that path: each glob character in a
+    one-character class ('[' becomes '[[]'). DuckDB has no other escape. -#}
+{% macro _glob_literal(path) %}
+    {{ return(modules.re.sub('([\\[\\]*?])', '[\\1]', path)) }}
 {% endmacro %}
 
 {% macro _sql_string(value) %}

@@ -1,8 +1,11 @@
+-- Events that passed every check, including the catalogue checks, which
+-- base_app__events_checked keeps current.
+
 with
 
-validated as (
+checked as (
 
-    select * from {{ ref('base_app__events_validated') }}
+    select * from {{ ref('base_app__events_checked') }}
 
 ),
 
@@ -19,7 +22,7 @@ renamed as (
         event_date,
         event_at
 
-    from validated
+    from checked
     where quarantine_reason is null
 
 )

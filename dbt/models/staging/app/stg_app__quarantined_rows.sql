@@ -5,7 +5,7 @@ with
 
 events as (
 
-    select * from {{ ref('base_app__events_validated') }}
+    select * from {{ ref('base_app__events_checked') }}
     where quarantine_reason is not null
 
 ),
