@@ -171,3 +171,44 @@ def test_every_project_var_is_either_recorded_or_run_time_only() -> None:
 
     assert recorded | RUN_TIME_VARS == project_vars
     assert not recorded & RUN_TIME_VARS
+
+
+def test_an_item_leaving_then_rejoining_the_catalogue_rebuilds_its_stored_events(
+    tiny_warehouse: TinyWarehouse, tmp_path: Path
+) -> None:
+    """Staging checks events against the current catalogue; the stored days before the window
+    were staged by the old one, so an item that left (or joined) the catalogue and has events
+    there needs a full refresh, or a removed item would still be recommended from them."""
+    items = pq.read_table(tiny_warehouse.data_dir / "items.parquet")
+    first_events = pq.read_table(tiny_warehouse.data_dir / "events.parquet").sort_by("event_at")
+    removed_item = next(
+        item
+        for item in first_events["item_id"].to_pylist()
+        if item in set(items["item_id"].to_pylist())
+    )
+    without_item = tmp_path / "export_without_item"
+    shutil.copytree(tiny_warehouse.data_dir, without_item)
+    pq.write_table(
+        items.filter(pc.not_equal(items["item_id"], removed_item)), without_item / "items.parquet"
+    )
+    isolation = _copy_of(tiny_warehouse, tmp_path / "work", without_item)
+
+    assert _export_changes(isolation)[1:] == [
+        "1 items removed from the items table have events stored before the incremental window"
+    ]
+    run = run_recflow_cli(isolation, "run", "--data-dir", str(without_item), "--skip-training")
+    assert run.returncode == 0, run.output
+    for table in ("stg_app__events", "user_item_history", "candidates", "scoring_candidates"):
+        sql = f"select count(*) from {table} where item_id = '{removed_item}'"
+        assert scalar(isolation.duckdb_path, sql) == 0, table
+    quarantined = scalar(
+        isolation.duckdb_path,
+        "select count(*) from stg_app__quarantined_rows where quarantine_reason = 'unknown_item'",
+    )
+    assert quarantined > 0
+
+    # Listed again: its stored events were quarantined by the old catalogue.
+    back = Isolation.under(tmp_path / "work", tiny_warehouse.data_dir)
+    assert _export_changes(back)[1:] == [
+        "1 items added to the items table have events stored before the incremental window"
+    ]

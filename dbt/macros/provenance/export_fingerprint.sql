@@ -1,12 +1,13 @@
 {#- What the warehouse was built from. Incremental models recompute only the days from
     `incremental_window_start` on, so an export that changed before that window (another export,
-    a backfilled day, deleted rows or users) would be merged silently. Each build therefore
-    fingerprints the raw tables (events per day: rows and an order-free hash of the rows) and,
-    when every model built, records it in `recflow_build_sources` (one row per build: source,
-    row counts, first and last event day, the vars that shape stored tables) and
-    `recflow_built_event_days`. The next build compares the raw events with that record over
-    the stored days it will not recompute; any difference means only a full refresh is right.
-    Cost: one scan of the raw events per build, as staging already does. -#}
+    a backfilled day, deleted rows or users, an item that joined or left the catalogue) would be
+    merged silently. Each build therefore fingerprints the raw tables (events per day: rows and
+    an order-free hash of the rows; the item and user ids) and, when every model built, records
+    it: `recflow_build_sources` (one row per build: source, row counts, first and last event day,
+    the vars that shape stored tables), `recflow_built_event_days`, `recflow_built_catalogue`.
+    The next build compares the export with that record over the stored days it will not
+    recompute; any difference means only a full refresh is right. Cost: one scan of the raw
+    events per build, as staging already does, and one of the stored events' ids. -#}
 
 {#- The vars the stored incremental tables were built with: when one changes, the stored days
     no longer mean what the new value says. Run-time vars (as_of, data_dir,
@@ -75,13 +76,17 @@
     {%- set pending = _provenance_relation('recflow_export_pending') -%}
     {%- set built_days = _provenance_relation('recflow_built_event_days') -%}
     {%- set builds = _provenance_relation('recflow_build_sources') -%}
+    {%- set catalogue = _provenance_relation('recflow_catalogue_pending') -%}
+    {%- set built_catalogue = _provenance_relation('recflow_built_catalogue') -%}
     {%- set events_model = _provenance_model('base_app__events_validated') -%}
     {%- do run_query(_export_pending_sql(pending)) -%}
+    {%- do run_query(_catalogue_pending_sql(catalogue)) -%}
     {%- set changes = [] -%}
     {%- if load_relation(events_model) is none -%}
         {{ return(changes) }}
     {%- endif -%}
-    {%- if load_relation(builds) is none or load_relation(built_days) is none -%}
+    {%- if load_relation(builds) is none or load_relation(built_days) is none
+            or load_relation(built_catalogue) is none -%}
         {%- do changes.append(
             "the warehouse holds tables but no record of the export they were built from") -%}
         {{ return(changes) }}
@@ -100,6 +105,11 @@
             run_query(_differing_days_sql(pending, built_days, events_model)).rows -%}
         {%- do changes.append(days ~ " stored day(s) of events " ~ change ~ " (" ~ first_day
             ~ (" to " ~ last_day if last_day != first_day else "") ~ ")") -%}
+    {%- endfor -%}
+    {%- for table, change, ids in
+            run_query(_catalogue_changes_sql(catalogue, built_catalogue, events_model)).rows -%}
+        {%- do changes.append(ids ~ " " ~ table ~ " " ~ change ~ " the " ~ table
+            ~ " table have events stored before the incremental window") -%}
     {%- endfor -%}
     {#- Another path to the same stored days (a copy, a moved directory) needs no rebuild; named
         only as the likely cause of a difference. -#}
@@ -141,6 +151,9 @@
     {%- do run_query(
         "create or replace table " ~ built_days ~ " as select event_day, row_count, fingerprint"
         ~ " from " ~ pending ~ " where source_table = 'events' and event_day is not null") -%}
+    {%- do run_query(
+        "create or replace table " ~ _provenance_relation('recflow_built_catalogue')
+        ~ " as select source_table, id from " ~ _provenance_relation('recflow_catalogue_pending')) -%}
     {%- set record -%}
         select
             current_timestamp as built_at,
@@ -211,6 +224,69 @@
     {%- endfor %}
 {% endmacro %}
 
+{#- The ids of the items and users tables as staging reads them: events are staged or
+    quarantined by them (unknown_item, unknown_user). -#}
+{% macro _catalogue_pending_sql(catalogue) %}
+    create or replace table {{ catalogue }} as
+    {%- for table, id in [('items', 'item_id'), ('users', 'user_id')] %}
+    {{ 'union all' if not loop.first }}
+    select distinct
+        '{{ table }}' as source_table,
+        nullif(trim(cast({{ id }} as {{ dbt.type_string() }})), '') as id
+    from {{ _provenance_source(table) }}
+    {%- endfor %}
+{% endmacro %}
+
+{#- Ids that joined or left the items or users table since the last build and have events in
+    the stored days an incremental build keeps: those events were staged (or quarantined) by the
+    old catalogue, and only a full refresh stages them by the new one. Users count only while
+    `events_of_unknown_users` quarantines their events. -#}
+{% macro _catalogue_changes_sql(catalogue, built_catalogue, events_model) %}
+    {%- set checked = [('items', 'item_id')] -%}
+    {%- if var('events_of_unknown_users') == 'quarantine' -%}
+        {%- do checked.append(('users', 'user_id')) -%}
+    {%- endif -%}
+    with
+
+    window_start as (
+        {{ _first_recomputed_day_sql(events_model) }}
+    ),
+
+    kept_events as (
+        select events.user_id, events.item_id
+        from {{ events_model }} as events
+        cross join window_start
+        where events.event_date < cast(window_start.first_recomputed_day as date)
+    ),
+
+    changed as (
+        select
+            coalesce(current_ids.source_table, built.source_table) as source_table,
+            coalesce(current_ids.id, built.id) as id,
+            case when built.id is null then 'added to' else 'removed from' end as change
+        from {{ catalogue }} as current_ids
+        full outer join {{ built_catalogue }} as built
+            on current_ids.source_table = built.source_table and current_ids.id = built.id
+        where current_ids.id is null or built.id is null
+    )
+    {%- for table, id in checked %}
+    {{ 'union all' if not loop.first }}
+    select '{{ table }}' as source_table, change, count(*) as ids
+    from changed
+    where
+        source_table = '{{ table }}'
+        and id in (select {{ id }} from kept_events)
+    group by change
+    {%- endfor %}
+{% endmacro %}
+
+{% macro _first_recomputed_day_sql(events_model) %}
+    select {{ dbt.dateadd('day', -var('incremental_lookback_days'), 'max(event_date)') }}
+        as first_recomputed_day
+    from {{ events_model }}
+    where quarantine_reason is null
+{% endmacro %}
+
 {#- Stored days before the window the next incremental build recomputes (the same bound as
     incremental_window_start) whose rows differ, grouped by how. Rows without a parseable time
     (no day) are recomputed by every build and are left out. -#}
@@ -218,10 +294,7 @@
     with
 
     window_start as (
-        select {{ dbt.dateadd('day', -var('incremental_lookback_days'), 'max(event_date)') }}
-            as first_recomputed_day
-        from {{ events_model }}
-        where quarantine_reason is null
+        {{ _first_recomputed_day_sql(events_model) }}
     ),
 
     current_days as (
