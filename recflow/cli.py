@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import json
@@ -24,6 +23,7 @@ from recflow.promotion import command as promotion_command
 from recflow.review import command as review_command
 from recflow.review import comment as review_comment
 from recflow.settings import (
+    RunSettings,
     Settings,
     SettingsError,
     add_run_setting_arguments,
@@ -48,21 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     # sqlfluff (check-bigquery) narrates every parse at INFO.
     logging.getLogger("sqlfluff").setLevel(logging.WARNING)
     try:
-        with _warehouse_lock(args):
-            return args.handler(args)
+        return args.handler(args)
     except (SettingsError, TrainerInputError, run_lock.WarehouseBusyError) as error:
         print(f"recflow: {error}", file=sys.stderr)
         return 2
     except DbtFailedError as error:
         print(f"recflow: {error}", file=sys.stderr)
         return 1
-
-
-def _warehouse_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager[object]:
-    """The warehouse's lock for commands that write it (`locks_warehouse`), else nothing."""
-    if not getattr(args, "locks_warehouse", False):
-        return contextlib.nullcontext()
-    return run_lock.warehouse_lock(Settings.from_env().duckdb_path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         "--skip-training", action="store_true", help="stop after the feature build and report"
     )
     _add_sample_arguments(run)
-    run.set_defaults(handler=_run, locks_warehouse=True)
+    run.set_defaults(handler=_run)
 
     bigquery_check.register(commands)
     vertex_submit.register(commands)
@@ -175,6 +167,11 @@ def _run(args: argparse.Namespace) -> int:
     run_settings = run_settings_from_args(args)
     print(run_settings.describe())
     settings = Settings.from_env(data_dir=args.data_dir, dbt_vars=run_settings.dbt_vars)
+    with run_lock.warehouse_lock(settings.duckdb_path):
+        return _run_locked(args, run_settings, settings)
+
+
+def _run_locked(args: argparse.Namespace, run_settings: RunSettings, settings: Settings) -> int:
     if settings.is_default_data_dir and not settings.data_dir.exists():
         log.info("no data in %s yet: generating the %s sample", settings.data_dir, args.scale)
         _write_sample(settings.data_dir, args.scale, args.seed, "parquet", args.profile)

@@ -83,7 +83,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="extra python -m trainer.task argument, written with '=' (--trainer-arg=--seed=7)",
     )
     _add_tolerance_argument(ct)
-    ct.set_defaults(handler=_ct, locks_warehouse=True)
+    ct.set_defaults(handler=_ct)
 
     needed = commands.add_parser(
         "training-needed",
@@ -146,6 +146,7 @@ def _gate(args: argparse.Namespace) -> int:
 def _ct(args: argparse.Namespace) -> int:
     from recflow.promotion.ct import CtConfig, run_ct
     from recflow.promotion.gating import GateInputError
+    from recflow.run_lock import WarehouseBusyError, warehouse_lock
     from recflow.settings import Settings, run_settings_from_args
 
     def decide() -> dict[str, Any]:
@@ -160,9 +161,10 @@ def _ct(args: argparse.Namespace) -> int:
             trainer_args=tuple(args.trainer_args),
         )
         print(run_settings.describe())
-        return run_ct(config)
+        with warehouse_lock(config.settings.duckdb_path):
+            return run_ct(config)
 
-    return _decided("ct", decide, bad_input=(GateInputError, SettingsError))
+    return _decided("ct", decide, bad_input=(GateInputError, SettingsError, WarehouseBusyError))
 
 
 def _decided(

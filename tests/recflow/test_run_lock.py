@@ -88,8 +88,9 @@ def test_a_second_run_refuses_and_a_killed_build_leaves_nothing_behind(
             assert second.returncode == 2, second.output
             assert time.monotonic() - started < 60
             message = [line for line in second.output.splitlines() if "in use" in line]
+            prefix = "recflow ct" if command == "ct" else "recflow"
             assert message == [
-                f"recflow: the warehouse {isolation.duckdb_path} is in use by another `recflow "
+                f"{prefix}: the warehouse {isolation.duckdb_path} is in use by another `recflow "
                 f"run` or `recflow ct` (it holds the lock {lock_path_of(isolation.duckdb_path)}); "
                 "wait for it to finish, or set RECFLOW_DUCKDB_PATH to another warehouse"
             ], second.output

@@ -158,8 +158,12 @@ def test_heavily_reused_table_turned_view_raises_scans(
     assert "table → view" in markdown
     before, after = _scans(report, "base_app__events_validated")
     assert after - before >= 5
-    (increase,) = _flags(report, "table_scans_increased")
-    assert "base_app__events_validated" in increase["message"]
+    # The events, and the catalogue tables the events view joins, are each read more often.
+    (increase,) = [
+        flag
+        for flag in _flags(report, "table_scans_increased")
+        if "base_app__events_validated" in flag["message"]
+    ]
     assert "int_snapshots_scheduled (view)" in increase["message"]
     assert _flags(report, "view_with_many_children")
     assert not _flags(report, "raw_scan_added")
