@@ -259,7 +259,8 @@ def test_vertex_registry_keeps_a_refused_challenger_as_a_version_with_its_evalua
     )
     assert metrics["gate/paired_difference/high"] == -0.1
     assert metrics["gate/champion_primary_metric_value"] == 0.3
-    base = "/v1/projects/recflow-prod/locations/europe-west4"
+    # Onto version 2 itself (the SDK names it by project number once it has read it back).
+    base = "/v1/projects/[^/]+/locations/europe-west4"
     assert standin.sent("POST", f"{base}/models/recflow-ranker@2/evaluations:import")
 
 
