@@ -193,7 +193,12 @@ class LocalRegistry:
                 }
             )
             state["history"].append(
-                {"at": _now(), "event": "registered", "version": version, "run_id": registration.run_id}
+                {
+                    "at": _now(),
+                    "event": "registered",
+                    "version": version,
+                    "run_id": registration.run_id,
+                }
             )
             if champion:
                 self._move_alias(state, version)
@@ -399,7 +404,9 @@ class VertexRegistry:
             )
             self._import_evaluation(model, registration)
         except api_exceptions.GoogleAPICallError as error:
-            raise RegistryError(f"registering in {self.location} failed: {error.message}") from error
+            raise RegistryError(
+                f"registering in {self.location} failed: {error.message}"
+            ) from error
         log.info("registered %s version %s", model.resource_name, model.version_id)
         return self._version(model)
 
@@ -528,7 +535,9 @@ def _evaluation_of(model: aiplatform.Model) -> dict[str, Any]:
     """The metadata of the newest evaluation imported onto this version."""
     from google.protobuf import json_format
 
-    evaluations = list(model.api_client.list_model_evaluations(parent=model.versioned_resource_name))
+    evaluations = list(
+        model.api_client.list_model_evaluations(parent=model.versioned_resource_name)
+    )
     if not evaluations:
         return {}
     newest = max(evaluations, key=lambda evaluation: evaluation.create_time)

@@ -177,9 +177,7 @@ def test_no_training_image_is_recorded_as_a_serving_container() -> None:
 def test_local_registry_keeps_a_refused_challenger_with_its_evaluation(tmp_path: Path) -> None:
     registry = LocalRegistry(tmp_path / "registry.json")
     registry.register_champion(registration(f"{tmp_path}/run-1", 0.3))
-    refused = registry.register_challenger(
-        refused_registration(f"{tmp_path}/run-2", 0.1, "run-2")
-    )
+    refused = registry.register_challenger(refused_registration(f"{tmp_path}/run-2", 0.1, "run-2"))
     assert refused.version == "2" and refused.aliases == ()
     assert refused.labels["gate_outcome"] == "kept_champion"
     assert registry.champion().version == "1"  # type: ignore[union-attr]

@@ -293,7 +293,9 @@ class _Routes:
             time=self.state.metadata_stores[store],
         )
 
-    def create_context(self, request: SentRequest, project: str, location: str, store: str) -> Reply:
+    def create_context(
+        self, request: SentRequest, project: str, location: str, store: str
+    ) -> Reply:
         (context_id,) = request.query.get("contextId") or [str(len(self.state.contexts) + 1)]
         names = {"project_number": PROJECT_NUMBER, "location": location, "store": store}
         if context_id in self.state.contexts:
