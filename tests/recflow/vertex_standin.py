@@ -298,6 +298,15 @@ class _Routes:
     ) -> Reply:
         (context_id,) = request.query.get("contextId") or [str(len(self.state.contexts) + 1)]
         names = {"project_number": PROJECT_NUMBER, "location": location, "store": store}
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", context_id):
+            return HTTPStatus.BAD_REQUEST, {
+                "error": {
+                    "code": 400,
+                    "message": f"Invalid context id {context_id}: must match "
+                    "[a-z0-9][a-z0-9-]{0,127}.",
+                    "status": "INVALID_ARGUMENT",
+                }
+            }
         if context_id in self.state.contexts:
             return HTTPStatus.CONFLICT, recorded(
                 "error_already_exists_context", **names, context_id=context_id
