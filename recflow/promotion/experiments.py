@@ -274,7 +274,7 @@ class VertexExperimentLog:
             experiment = aiplatform.Experiment.get_or_create(s.experiment)
             try:
                 run = aiplatform.ExperimentRun.create(name, experiment=experiment)
-            except (api_exceptions.AlreadyExists, RuntimeError):  # the gate ran on it before
+            except (api_exceptions.Conflict, RuntimeError):  # the gate ran on it before
                 run = aiplatform.ExperimentRun(name, experiment=experiment)
             run.log_params(_one_line(record.params))
             run.log_metrics(dict(record.metrics))
