@@ -69,7 +69,7 @@ def json_handler(
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = _serve  # noqa: N815 - http.server's naming
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815 - stdlib names
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the tests assert on the requests the stand-in recorded."""

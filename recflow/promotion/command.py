@@ -1,18 +1,25 @@
-"""`recflow gate`, `recflow ct` and `recflow training-needed`: arguments in, one call, a printed
-result out. Exit codes: 0 decided (promoted or kept the champion), 1 a failure (including a
-challenger rejected by the output checks: its recommendations are broken), 2 bad input."""
+"""`recflow gate`, `recflow gate-job`, `recflow ct`, `recflow runs` and `recflow
+training-needed`: arguments in, one call, a printed result out. Exit codes: 0 decided (promoted
+or kept the champion), 1 a failure (including a challenger rejected by the output checks: its
+recommendations are broken), 2 bad input.
+
+`python -m recflow.promotion.command gate ...` is the gate's entry point inside a Vertex AI job
+(recflow.promotion.gate_job): it needs the trainer's dependencies and the aiplatform SDK, not
+dbt or the rest of the command line."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from recflow.dbt_invocation import DbtFailedError
 from recflow.promotion import gate
+from recflow.promotion.experiments import open_experiment_log
 from recflow.promotion.registry import (
     DEFAULT_LOCAL_PATH,
     RegistryError,
@@ -52,6 +59,32 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     gate_parser.add_argument("--decision-out", type=Path, default=None)
     _add_tolerance_argument(gate_parser)
     gate_parser.set_defaults(handler=_gate)
+
+    from recflow.promotion import gate_job
+
+    gate_job.register(commands)
+
+    runs = commands.add_parser(
+        "runs",
+        help="list and compare the logged runs (local experiment log)",
+        description="Every gated run, champion or not, from the experiment log beside the local "
+        "registry (runs/experiments.jsonl): outcome, registry version, commit, and metrics with "
+        "their 95%% intervals. Vertex AI runs are in Vertex AI Experiments.",
+    )
+    runs.add_argument(
+        "--registry", type=Path, default=DEFAULT_LOCAL_PATH, help="local registry JSON file"
+    )
+    runs.add_argument(
+        "--metric",
+        dest="metrics",
+        action="append",
+        default=[],
+        metavar="SEGMENT/RANKER/METRIC",
+        help="a column to compare (repeatable; default warm and all users' NDCG@10, recall@10)",
+    )
+    runs.add_argument("--last", type=int, default=20, help="the newest N runs (default 20)")
+    runs.add_argument("--json", action="store_true", help="the records as JSON lines")
+    runs.set_defaults(handler=_runs)
 
     ct = commands.add_parser(
         "ct",
@@ -138,9 +171,36 @@ def _gate(args: argparse.Namespace) -> int:
             recommendations_table=args.recommendations_table or None,
             decision_out=args.decision_out,
         )
-        return run_gate(request, open_registry(args.registry))
+        return run_gate(
+            request, open_registry(args.registry), open_experiment_log(args.registry, os.environ)
+        )
 
     return _decided("gate", decide, bad_input=(GateInputError,))
+
+
+def _runs(args: argparse.Namespace) -> int:
+    import json
+
+    from recflow.promotion.experiments import (
+        COMPARED_METRICS,
+        EXPERIMENTS_FILE,
+        LocalExperimentLog,
+        compare_table,
+    )
+
+    experiments = LocalExperimentLog(args.registry.parent / EXPERIMENTS_FILE)
+    runs = experiments.runs()[-args.last :] if args.last > 0 else []
+    if args.json:
+        for run in runs:
+            print(json.dumps(run, sort_keys=True))
+        return 0
+    if not runs:
+        print(
+            f"no runs logged in {experiments.path} yet (`recflow gate` and `recflow ct` log them)"
+        )
+        return 0
+    print(compare_table(runs, args.metrics or COMPARED_METRICS))
+    return 0
 
 
 def _ct(args: argparse.Namespace) -> int:
@@ -206,7 +266,13 @@ def describe(decision: dict[str, Any]) -> str:
             lines.append("  no paired interval: the champion's recorded metrics were compared")
         lines.append(_metrics_table(challenger["metrics"], champion["metrics"]))
     if version := decision.get("registered_version"):
-        lines.append(f"  registered as version {version}; `champion` now points at it")
+        lines.append(
+            f"  registered as version {version}; `champion` now points at it"
+            if decision["promoted"]
+            else f"  registered as version {version}, not champion (kept for comparison)"
+        )
+    if where := decision.get("experiment_run"):
+        lines.append(f"  logged to {where}")
     return "\n".join(lines)
 
 
@@ -232,3 +298,17 @@ def _training_needed(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print("true" if needed else "false")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m recflow.promotion.command gate ...`: the gate alone, as a Vertex AI job runs
+    it (no dbt, none of the rest of the command line)."""
+    parser = argparse.ArgumentParser(prog="recflow")
+    register(parser.add_subparsers(required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,6 +22,7 @@ import duckdb
 from recflow import sample_data
 from recflow.dbt_invocation import build_features, run_dbt
 from recflow.promotion import gate, run_dirs
+from recflow.promotion.experiments import EXPERIMENTS_FILE, LocalExperimentLog
 from recflow.promotion.gating import GateRequest, run_gate
 from recflow.promotion.registry import LocalRegistry, ModelRegistry, RegistryError
 from recflow.settings import REPO_ROOT, Settings
@@ -91,6 +92,7 @@ def run_ct(config: CtConfig) -> dict[str, Any]:
             recommendations_table=RECOMMENDATIONS_TABLE,
         ),
         registry,
+        LocalExperimentLog(config.registry_path.parent / EXPERIMENTS_FILE),
     )
     # Also when a killed run wrote the table but never rebuilt the mart over it.
     mart_behind = served_model_versions(settings.duckdb_path, SERVING_MART) != (

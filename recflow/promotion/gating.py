@@ -1,6 +1,10 @@
 """Run the gate on one challenger run: score, check, decide, and act on the decision.
 
-Order on promotion: register the version and move the `champion` alias, then replace the
+Every challenger, promoted or not, is registered as a version (no alias) with its evaluation,
+and logged as an experiment run; both happen before the decision is acted on, so a refused
+challenger leaves its trace and nothing is served without its record.
+
+Order on promotion: move the `champion` alias onto the new version, then replace the
 warehouse's batch recommendations; if that write fails the alias goes back to the previous
 champion, so the alias and the served recommendations never disagree for long. A process killed
 between the two leaves the registry ahead of the table: the registry is the record, and
@@ -11,13 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from recflow.promotion import gate, run_dirs, scoring
+from recflow.promotion.experiments import ExperimentLog, run_record
 from recflow.promotion.registry import ModelRegistry, ModelVersion, Registration, RegistryError
 from trainer import pipeline, served_checks, writing
 from trainer.failpoints import failpoint
@@ -39,8 +43,11 @@ class GateRequest:
     decision_out: Path | None = None
 
 
-def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
-    """Decide on the challenger at `request.run_dir`; act on it; return decision.json's body."""
+def run_gate(
+    request: GateRequest, registry: ModelRegistry, experiments: ExperimentLog | None = None
+) -> dict[str, Any]:
+    """Decide on the challenger at `request.run_dir`; register it and log it to `experiments`
+    whatever the outcome; act on the decision; return decision.json's body."""
     try:
         challenger = run_dirs.read_run(request.run_dir)
     except run_dirs.RunDirError as error:
@@ -97,8 +104,23 @@ def run_gate(request: GateRequest, registry: ModelRegistry) -> dict[str, Any]:
     body["challenger"]["recorded_primary_metric_value"] = decision.policy.value(
         challenger.metrics, whose="the challenger's recorded"
     )
+    registration = Registration(
+        run_dir=challenger.uri,
+        run_id=challenger.run_id,
+        git_commit=str(challenger.metadata.get("git_commit", "unknown")),
+        dbt_manifest_sha256=str(challenger.metadata.get("dbt_manifest_sha256", "unknown")),
+        primary_metric=decision.policy.primary_metric,
+        primary_metric_value=body["challenger"]["primary_metric_value"],
+        decision=body,
+        intervals=challenger.intervals,
+    )
+    registered = registry.register_challenger(registration)
+    body["registered_version"] = registered.version
+    if experiments is not None:
+        record = run_record(challenger, registration, body, registered.version)
+        body["experiment_run"] = experiments.log_run(record)
     if decision.promoted:
-        body["registered_version"] = _promote(request, registry, challenger, decision, body)
+        _promote(request, registry, challenger, registered, champion_version)
     run_dirs.write_decision(challenger.uri, body)
     registry.record_decision(body)
     if request.decision_out:
@@ -144,21 +166,10 @@ def _promote(
     request: GateRequest,
     registry: ModelRegistry,
     challenger: run_dirs.FinishedRun,
-    decision: gate.Decision,
-    body: Mapping[str, Any],
-) -> str:
-    previous = registry.champion()
-    registered = registry.register_champion(
-        Registration(
-            run_dir=challenger.uri,
-            run_id=challenger.run_id,
-            git_commit=str(challenger.metadata.get("git_commit", "unknown")),
-            dbt_manifest_sha256=str(challenger.metadata.get("dbt_manifest_sha256", "unknown")),
-            primary_metric=decision.policy.primary_metric,
-            primary_metric_value=body["challenger"]["primary_metric_value"],
-            decision=body,
-        )
-    )
+    registered: ModelVersion,
+    previous: ModelVersion | None,
+) -> None:
+    registry.set_champion(registered.version)
     failpoint("promotion.after_registry_write")
     if request.recommendations_table:
         try:
@@ -175,4 +186,3 @@ def _promote(
                 registry.set_champion(previous.version)
             raise
     failpoint("promotion.after_served_write")
-    return registered.version

@@ -1,11 +1,20 @@
 """The model registry: versions of one model, each a finished run directory, and a `champion`
-alias on the version that serves. One interface, two places:
+alias on the version that serves. Every gated challenger becomes a version with its evaluation
+attached, promoted or not, so a refused one leaves a trace; only a promotion moves `champion`.
+One interface, two places:
 
 - `LocalRegistry`: a JSON file (default runs/registry.json) over local run directories, written
-  atomically (temp file + rename, under a file lock), that keeps every version, every alias move
-  and every gate decision, so the gate runs end to end without a cloud;
-- `VertexRegistry`: Vertex AI Model Registry, one Model resource with a version per promoted
-  run (artifact_uri = the run directory on gs://) and the `champion` version alias.
+  atomically (temp file + rename, under a file lock), that keeps every version with its
+  evaluation, every alias move and every gate decision, so the gate runs end to end without a
+  cloud;
+- `VertexRegistry`: Vertex AI Model Registry, one Model resource with a non-default version per
+  gated run, a ModelEvaluation imported onto each version (metrics, intervals, the decision and
+  the run directory) and the `champion` version alias. Recommendations are served from the
+  warehouse, never from a Vertex AI endpoint, so a version has no serving container: it is
+  uploaded as the SDK's referenced model (no containerSpec, no artifactUri; Model.upload
+  requires a container whenever artifactUri is set) and its run directory lives in its
+  evaluation. A team with a real prediction image sets RECFLOW_VERTEX_SERVING_IMAGE, and the
+  versions then carry it and artifactUri.
 
 `open_registry("local:PATH" | "vertex")` picks one (RECFLOW_REGISTRY in the workflows).
 """
@@ -67,6 +76,30 @@ class Registration:
     primary_metric: str
     primary_metric_value: float
     decision: Mapping[str, Any]
+    # segment -> ranker -> metric -> [low, high], the trainer's bootstrap intervals
+    intervals: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> str:
+        return str(self.decision.get("outcome", "promoted"))
+
+    def evaluation(self) -> dict[str, Any]:
+        """What is attached to the version: the gate's numbers and where the run lives."""
+        decision = self.decision
+        champion = decision.get("champion") or {}
+        return {
+            "run_dir": self.run_dir,
+            "run_id": self.run_id,
+            "outcome": self.outcome,
+            "primary_metric": self.primary_metric,
+            "primary_metric_value": self.primary_metric_value,
+            "champion_version": champion.get("version"),
+            "champion_primary_metric_value": champion.get("primary_metric_value"),
+            "paired_difference": decision.get("paired_difference"),
+            "metrics": (decision.get("challenger") or {}).get("metrics", {}),
+            "intervals": dict(self.intervals),
+            "test_snapshots": decision.get("test_snapshots", []),
+        }
 
 
 class ModelRegistry(Protocol):
@@ -79,6 +112,10 @@ class ModelRegistry(Protocol):
 
     def champion(self) -> ModelVersion | None:
         """The version the `champion` alias points at; None before the first promotion."""
+        ...
+
+    def register_challenger(self, registration: Registration) -> ModelVersion:
+        """Add a version for a gated run, with its evaluation, without moving any alias."""
         ...
 
     def register_champion(self, registration: Registration) -> ModelVersion:
@@ -133,7 +170,13 @@ class LocalRegistry:
     def history(self) -> list[dict[str, Any]]:
         return list(self._read()["history"])
 
+    def register_challenger(self, registration: Registration) -> ModelVersion:
+        return self._register(registration, champion=False)
+
     def register_champion(self, registration: Registration) -> ModelVersion:
+        return self._register(registration, champion=True)
+
+    def _register(self, registration: Registration, *, champion: bool) -> ModelVersion:
         with self._updating() as state:
             version = str(len(state["versions"]) + 1)
             state["versions"].append(
@@ -145,11 +188,30 @@ class LocalRegistry:
                     "labels": registration_labels(registration),
                     "primary_metric": registration.primary_metric,
                     "primary_metric_value": registration.primary_metric_value,
+                    "outcome": registration.outcome,
+                    "evaluation": registration.evaluation(),
                 }
             )
-            self._move_alias(state, version)
+            state["history"].append(
+                {
+                    "at": _now(),
+                    "event": "registered",
+                    "version": version,
+                    "run_id": registration.run_id,
+                }
+            )
+            if champion:
+                self._move_alias(state, version)
         log.info("registered version %s (%s) in %s", version, registration.run_dir, self.path)
         return self._version(self._read(), version)
+
+    def evaluation(self, version: str) -> dict[str, Any]:
+        """The evaluation attached to `version` when it was registered."""
+        state = self._read()
+        entry = next((e for e in state["versions"] if e["version"] == version), None)
+        if entry is None:
+            raise RegistrySettingError(f"{self.path} has no version {version!r}")
+        return dict(entry.get("evaluation") or {})
 
     def set_champion(self, version: str) -> ModelVersion:
         with self._updating() as state:
@@ -238,6 +300,7 @@ def registration_labels(registration: Registration) -> dict[str, str]:
         "git_commit": label_value(registration.git_commit),
         "dbt_manifest_sha": label_value(registration.dbt_manifest_sha256),
         "recflow_run_id": label_value(registration.run_id),
+        "gate_outcome": label_value(registration.outcome),
         label_value(metric.replace("@", "_at_")): label_value(
             f"{registration.primary_metric_value:.4f}".replace(".", "_")
         ),
@@ -254,16 +317,12 @@ class VertexRegistrySettings:
     project: str
     region: str
     model_id: str = DEFAULT_MODEL_ID
-    # Model.upload requires a serving container whenever artifact_uri is set. Recommendations
-    # are served from the warehouse in batch, never from a Vertex AI endpoint, so no prediction
-    # image exists; the training image (Python 3.11 + pip, which installs the trainer that reads
-    # model.txt) is a real, pullable image that describes what can load the artifact.
+    # Empty: versions are referenced models without a serving container (served from the
+    # warehouse). Only a real prediction image belongs here; never the training image.
     serving_image: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> VertexRegistrySettings:
-        from recflow.vertex_submit import DEFAULT_IMAGE
-
         missing = [
             name for name in ("RECFLOW_GCP_PROJECT", "RECFLOW_GCP_REGION") if not environ.get(name)
         ]
@@ -276,16 +335,13 @@ class VertexRegistrySettings:
             project=environ["RECFLOW_GCP_PROJECT"],
             region=environ["RECFLOW_GCP_REGION"],
             model_id=environ.get("RECFLOW_VERTEX_MODEL_ID") or DEFAULT_MODEL_ID,
-            serving_image=environ.get("RECFLOW_VERTEX_SERVING_IMAGE")
-            or environ.get("RECFLOW_TRAINING_IMAGE")
-            or DEFAULT_IMAGE,
+            serving_image=environ.get("RECFLOW_VERTEX_SERVING_IMAGE") or "",
         )
 
 
 class VertexRegistry:
-    """Vertex AI Model Registry through the aiplatform SDK: `models/<model_id>`, a version per
-    promoted run, the `champion` alias. A refused challenger is not uploaded: its decision.json
-    stays in its run directory (and in the gate's --decision-out)."""
+    """Vertex AI Model Registry through the aiplatform SDK: `models/<model_id>`, a non-default
+    version per gated run with a ModelEvaluation attached, and the `champion` alias."""
 
     def __init__(
         self,
@@ -314,7 +370,13 @@ class VertexRegistry:
     def champion(self) -> ModelVersion | None:
         return self._get(CHAMPION)
 
+    def register_challenger(self, registration: Registration) -> ModelVersion:
+        return self._register(registration, champion=False)
+
     def register_champion(self, registration: Registration) -> ModelVersion:
+        return self._register(registration, champion=True)
+
+    def _register(self, registration: Registration, *, champion: bool) -> ModelVersion:
         from google.api_core import exceptions as api_exceptions
         from google.cloud import aiplatform
 
@@ -323,26 +385,30 @@ class VertexRegistry:
                 f"Vertex AI Model Registry keeps gs:// artifacts; {registration.run_dir} is local "
                 "(use --registry local:PATH for local runs)"
             )
-        exists = self._get(None) is not None
-        decision = registration.decision
+        exists = self._exists()
+        serving = self.settings.serving_image
         try:
             model = aiplatform.Model.upload(
                 display_name=self.settings.model_id,
                 # The first upload creates models/<model_id>; later ones add versions to it.
                 model_id=None if exists else self.settings.model_id,
                 parent_model=self.settings.model_id if exists else None,
-                artifact_uri=registration.run_dir,
-                serving_container_image_uri=self.settings.serving_image,
-                is_default_version=True,
-                version_aliases=[CHAMPION],
-                version_description=_version_description(registration, decision),
+                # Neither set: a referenced model, registered without a serving container.
+                artifact_uri=registration.run_dir if serving else None,
+                serving_container_image_uri=serving or None,
+                is_default_version=False,
+                version_aliases=[CHAMPION] if champion else None,
+                version_description=_version_description(registration, registration.decision),
                 labels=registration_labels(registration),
                 sync=True,
             )
+            self._import_evaluation(model, registration)
         except api_exceptions.GoogleAPICallError as error:
-            raise RegistryError(f"uploading to {self.location} failed: {error.message}") from error
+            raise RegistryError(
+                f"registering in {self.location} failed: {error.message}"
+            ) from error
         log.info("registered %s version %s", model.resource_name, model.version_id)
-        return _model_version(model)
+        return self._version(model)
 
     def set_champion(self, version: str) -> ModelVersion:
         from google.api_core import exceptions as api_exceptions
@@ -362,8 +428,55 @@ class VertexRegistry:
         return moved
 
     def record_decision(self, decision: Mapping[str, Any]) -> None:
-        """Nothing more to do: decision.json is in the run directory, and a promoted version
-        carries the decision in its description and labels."""
+        """Nothing more to do: decision.json is in the run directory, and every gated run's
+        version carries the decision in its evaluation, description and labels."""
+
+    def evaluation(self, version: str) -> dict[str, Any]:
+        """The evaluation imported onto `version` (empty when it has none)."""
+        from google.api_core import exceptions as api_exceptions
+        from google.cloud import aiplatform
+
+        try:
+            model = aiplatform.Model(model_name=self.settings.model_id, version=version)
+            return _evaluation_of(model)
+        except api_exceptions.GoogleAPICallError as error:
+            raise RegistryError(f"reading {self.location} failed: {error.message}") from error
+
+    def _import_evaluation(self, model: aiplatform.Model, registration: Registration) -> None:
+        """ModelService.ImportModelEvaluation onto the new version: the metrics as numbers (no
+        metrics schema: Vertex AI has none for ranking; the field is optional), the rest as
+        metadata."""
+        from google.cloud.aiplatform_v1.types import ModelEvaluation
+        from google.protobuf import json_format, struct_pb2
+
+        evaluation = registration.evaluation()
+        metrics = struct_pb2.Value()
+        json_format.ParseDict(evaluation_metrics(evaluation), metrics)
+        metadata = struct_pb2.Value()
+        json_format.ParseDict(
+            json.loads(json.dumps({k: v for k, v in evaluation.items() if k != "metrics"})),
+            metadata,
+        )
+        model.api_client.import_model_evaluation(
+            parent=model.versioned_resource_name,
+            model_evaluation=ModelEvaluation(
+                display_name=f"recflow gate {registration.run_id}",
+                metrics=metrics,
+                metadata=metadata,
+            ),
+        )
+
+    def _exists(self) -> bool:
+        from google.api_core import exceptions as api_exceptions
+        from google.cloud import aiplatform
+
+        try:
+            aiplatform.Model(model_name=self.settings.model_id)
+        except api_exceptions.NotFound:
+            return False
+        except api_exceptions.GoogleAPICallError as error:
+            raise RegistryError(f"reading {self.location} failed: {error.message}") from error
+        return True
 
     def _get(self, version: str | None) -> ModelVersion | None:
         from google.api_core import exceptions as api_exceptions
@@ -371,21 +484,64 @@ class VertexRegistry:
 
         try:
             model = aiplatform.Model(model_name=self.settings.model_id, version=version)
+            return self._version(model)
         except api_exceptions.NotFound:
             return None
         except api_exceptions.GoogleAPICallError as error:
             raise RegistryError(f"reading {self.location} failed: {error.message}") from error
-        return _model_version(model)
+
+    def _version(self, model: aiplatform.Model) -> ModelVersion:
+        resource = model.gca_resource
+        run_dir = str(resource.artifact_uri) or str(_evaluation_of(model).get("run_dir", ""))
+        if not run_dir:
+            raise RegistryError(
+                f"version {resource.version_id} of {self.location} has neither an artifact URI "
+                "nor an evaluation naming its run directory: it was not registered by recflow"
+            )
+        return ModelVersion(
+            version=str(resource.version_id),
+            run_dir=run_dir,
+            aliases=tuple(resource.version_aliases),
+            labels=dict(resource.labels),
+        )
 
 
-def _model_version(model: aiplatform.Model) -> ModelVersion:
-    resource = model.gca_resource
-    return ModelVersion(
-        version=str(resource.version_id),
-        run_dir=str(resource.artifact_uri),
-        aliases=tuple(resource.version_aliases),
-        labels=dict(resource.labels),
+def evaluation_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of an evaluation, flat (`segment/ranker/metric`, `.../low`, `.../high`,
+    `gate/...`), as Vertex AI shows a ModelEvaluation's metrics and Experiments its runs'."""
+    flat: dict[str, float] = {}
+    for segment, rankers in (evaluation.get("metrics") or {}).items():
+        for ranker, metrics in rankers.items():
+            for name, value in metrics.items():
+                if isinstance(value, int | float):
+                    flat[f"{segment}/{ranker}/{name}"] = float(value)
+    for segment, rankers in (evaluation.get("intervals") or {}).items():
+        for ranker, metrics in rankers.items():
+            for name, bounds in metrics.items():
+                if isinstance(bounds, list | tuple) and len(bounds) == 2:
+                    flat[f"{segment}/{ranker}/{name}/low"] = float(bounds[0])
+                    flat[f"{segment}/{ranker}/{name}/high"] = float(bounds[1])
+    flat["gate/primary_metric_value"] = float(evaluation["primary_metric_value"])
+    if (champion := evaluation.get("champion_primary_metric_value")) is not None:
+        flat["gate/champion_primary_metric_value"] = float(champion)
+    for key in ("mean", "low", "high", "users"):
+        value = (evaluation.get("paired_difference") or {}).get(key)
+        if isinstance(value, int | float):
+            flat[f"gate/paired_difference/{key}"] = float(value)
+    return flat
+
+
+def _evaluation_of(model: aiplatform.Model) -> dict[str, Any]:
+    """The metadata of the newest evaluation imported onto this version."""
+    from google.protobuf import json_format
+
+    evaluations = list(
+        model.api_client.list_model_evaluations(parent=model.versioned_resource_name)
     )
+    if not evaluations:
+        return {}
+    newest = max(evaluations, key=lambda evaluation: evaluation.create_time)
+    return dict(json_format.MessageToDict(newest._pb.metadata) or {})
 
 
 def _version_description(registration: Registration, decision: Mapping[str, Any]) -> str:
@@ -394,7 +550,7 @@ def _version_description(registration: Registration, decision: Mapping[str, Any]
         f" vs champion {champion.get('primary_metric_value', float('nan')):.4f}"
         f" (version {champion.get('version')}, {champion.get('scoring')})"
         if champion
-        else " (first champion)"
+        else " (no champion yet)"
     )
     return (
         f"{decision.get('outcome', 'promoted')}: {registration.primary_metric} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class FinishedRun:
     metrics: dict[str, Any]  # segment -> ranker -> metric -> value
     spec: FeatureSpec
     model_text: str
+    intervals: dict[str, Any] = field(default_factory=dict)  # ... -> metric -> [low, high]
 
     @property
     def run_id(self) -> str:
@@ -69,7 +70,8 @@ def read_run(uri: str) -> FinishedRun:
         )
     try:
         metadata = _read_json(filesystem, f"{path}/{METADATA}")
-        metrics = _read_json(filesystem, f"{path}/metrics.json")["metrics"]
+        evaluation = _read_json(filesystem, f"{path}/metrics.json")
+        metrics = evaluation["metrics"]
         spec = FeatureSpec.from_json(
             _read_json(filesystem, f"{path}/feature_spec.json"), source=f"{uri}/feature_spec.json"
         )
@@ -88,7 +90,12 @@ def read_run(uri: str) -> FinishedRun:
             f"{uri}/model.txt is not a valid LightGBM model (corrupt: {error})"
         ) from error
     return FinishedRun(
-        uri=uri, metadata=metadata, metrics=metrics, spec=spec, model_text=model_text
+        uri=uri,
+        metadata=metadata,
+        metrics=metrics,
+        spec=spec,
+        model_text=model_text,
+        intervals=dict(evaluation.get("intervals") or {}),
     )
 
 

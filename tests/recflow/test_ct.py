@@ -8,6 +8,7 @@ import dataclasses
 import json
 import shutil
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import Isolation, TinySample, TinyWarehouse, query, run_recflow_cli, scalar
+from conftest import (
+    Isolation,
+    TinySample,
+    TinyWarehouse,
+    query,
+    run_command,
+    run_recflow_cli,
+    scalar,
+)
 from gcp_storage_emulator.server import create_server
 
 from recflow.promotion import gate
+from recflow.promotion.experiments import LocalExperimentLog
 from recflow.promotion.gating import GateInputError, GateRequest, run_gate
 from recflow.promotion.registry import CHAMPION, LocalRegistry
 from recflow.sample_data import DEFAULT_SCALE, SCALES, generate, write_data_dir
@@ -271,6 +281,81 @@ def test_broken_recommendations_are_rejected_and_nothing_changes(
     assert decision["outcome"] == "rejected_by_output_checks"
 
 
+def test_the_job_entry_point_registers_and_logs_every_run_champion_or_not(
+    workspace: Workspace, tiny_sample: TinySample, tmp_path: Path
+) -> None:
+    """`python -m recflow.promotion.command gate`, what the Vertex AI gate job runs: a promoted
+    run and a refused one are both registry versions with their evaluation and both experiment
+    runs with params, metrics and intervals; `recflow runs` compares them."""
+    ws = workspace
+    isolation = Isolation.under(tmp_path / "cli", tiny_sample.parquet_dir)
+    registry_path = tmp_path / "registry.json"
+    broken = Path(shutil.copytree(ws.run_b, tmp_path / "run-broken"))
+    (broken / "decision.json").unlink(missing_ok=True)
+    rows = pq.read_table(broken / "batch_recommendations.parquet").to_pandas()
+    rows = rows[rows["user_id"] != rows["user_id"].iloc[0]]  # a known user goes unserved
+    pq.write_table(
+        pa.Table.from_pandas(rows, preserve_index=False), broken / "batch_recommendations.parquet"
+    )
+
+    def gate_module(run_dir: Path) -> Any:
+        return run_command(
+            [
+                sys.executable,
+                "-m",
+                "recflow.promotion.command",
+                "gate",
+                "--run-dir",
+                str(run_dir),
+                "--warehouse-uri",
+                ws.uri,
+                "--registry",
+                f"local:{registry_path}",
+                "--recommendations-table",
+                "",
+            ],
+            isolation,
+        )
+
+    first = gate_module(ws.run_a)
+    assert first.returncode == 0, first.output
+    assert "registered as version 1; `champion` now points at it" in first.output
+    refused = gate_module(broken)
+    assert refused.returncode == 1, refused.output
+    assert "registered as version 2, not champion" in refused.output
+
+    registry = LocalRegistry(registry_path)
+    assert registry.champion().version == "1"  # type: ignore[union-attr]
+    assert [v.aliases for v in registry.versions()] == [(CHAMPION,), ()]
+    assert registry.evaluation("2")["outcome"] == "rejected_by_output_checks"
+    runs = LocalExperimentLog(tmp_path / "experiments.jsonl").runs()
+    assert [(r["run_id"], r["outcome"], r["registered_version"]) for r in runs] == [
+        ("run-a", "promoted", "1"),
+        ("run-b", "rejected_by_output_checks", "2"),
+    ]
+    first_run = runs[0]
+    assert first_run["git_commit"] == COMMIT
+    assert (
+        first_run["dbt_manifest_sha256"]
+        == json.loads((ws.run_a / "run_metadata.json").read_text())["dbt_manifest_sha256"]
+    )
+    assert first_run["params"]["lightgbm/num_boost_round"] == FAST.num_boost_round
+    metrics = first_run["metrics"]
+    ndcg = metrics["warm_users/model/ndcg@10"]
+    assert ndcg == pytest.approx(primary(ws.run_a))
+    assert (
+        metrics["warm_users/model/ndcg@10/low"] <= ndcg <= metrics["warm_users/model/ndcg@10/high"]
+    )
+    assert runs[1]["metrics"]["gate/champion_primary_metric_value"] == pytest.approx(ndcg)
+
+    compared = run_recflow_cli(isolation, "runs", "--registry", str(registry_path))
+    assert compared.returncode == 0, compared.output
+    lines = compared.output.strip().splitlines()
+    assert lines[-2].startswith("run-a") and "promoted" in lines[-2]
+    assert f"{ndcg:.4f} [" in lines[-2]
+    assert lines[-1].startswith("run-b") and "rejected_by_output_checks" in lines[-1]
+
+
 def test_gate_bad_input_exits_2(
     workspace: Workspace, tiny_sample: TinySample, tmp_path: Path
 ) -> None:
@@ -414,9 +499,18 @@ def test_ct_promotes_a_first_model_then_refuses_a_worse_one(
     assert json.loads((run_2 / "run_metadata.json").read_text())["excluded_features"] == dropped
     assert decision["excluded_features"] == dropped
 
-    # The champion alias stays on version 1 and its recommendations still serve.
+    # The champion alias stays on version 1 and its recommendations still serve; the refused
+    # challenger is version 2, without an alias, and both runs are in the experiment log.
     assert registry.champion().version == "1"  # type: ignore[union-attr]
-    assert [v.version for v in registry.versions()] == ["1"]
+    assert [(v.version, v.aliases) for v in registry.versions()] == [
+        ("1", ("champion",)),
+        ("2", ()),
+    ]
+    logged = LocalExperimentLog(tmp_path / "experiments.jsonl").runs()
+    assert [(r["run_id"], r["outcome"]) for r in logged] == [
+        (run_1.name, "promoted"),
+        (run_2.name, "kept_champion"),
+    ]
     assert served_versions(isolation.duckdb_path) == {run_1.name}
     served = pd.DataFrame(query(isolation.duckdb_path, f"select user_id, item_id from {TABLE}"))
     promoted = pq.read_table(run_1 / "batch_recommendations.parquet").to_pandas()

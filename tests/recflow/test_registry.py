@@ -32,8 +32,29 @@ SETTINGS = VertexRegistrySettings(
     project="recflow-prod",
     region="europe-west4",
     model_id="recflow-ranker",
-    serving_image="us-docker.pkg.dev/vertex-ai/training/pytorch-cpu.2-4.py311:latest",
 )
+
+
+INTERVALS = {"warm_users": {"model": {"ndcg@10": [0.05, 0.15]}}}
+
+
+def refused_registration(run_dir: str, ndcg: float, run_id: str) -> Registration:
+    """A challenger the gate kept out: worse than champion version 1 beyond the noise."""
+    return Registration(
+        run_dir=run_dir,
+        run_id=run_id,
+        git_commit=COMMIT,
+        dbt_manifest_sha256=MANIFEST_SHA,
+        primary_metric="warm_users/model/ndcg@10",
+        primary_metric_value=ndcg,
+        decision={
+            "outcome": "kept_champion",
+            "champion": {"version": "1", "primary_metric_value": 0.3, "scoring": "rescored"},
+            "challenger": {"metrics": {"warm_users": {"model": {"ndcg@10": ndcg}}}},
+            "paired_difference": {"mean": -0.2, "low": -0.3, "high": -0.1, "users": 400},
+        },
+        intervals=INTERVALS,
+    )
 
 
 def registration(run_dir: str, ndcg: float, run_id: str = "run-1") -> Registration:
@@ -75,6 +96,7 @@ def exercise(registry: ModelRegistry, run_root: str) -> None:
         "git_commit": COMMIT,
         "dbt_manifest_sha": MANIFEST_SHA[:63],
         "recflow_run_id": "run-1",
+        "gate_outcome": "promoted",
         "ndcg_at_10": "0_1234",
     }
     second = registry.register_champion(registration(f"{run_root}/run-2", 0.2, "run-2"))
@@ -143,14 +165,29 @@ def test_open_registry_parses_the_setting(tmp_path: Path, monkeypatch: pytest.Mo
         open_registry("vertex")
 
 
-def test_serving_image_defaults_to_the_training_image() -> None:
+def test_no_training_image_is_recorded_as_a_serving_container() -> None:
     env = {"RECFLOW_GCP_PROJECT": "p", "RECFLOW_GCP_REGION": "europe-west4"}
-    assert VertexRegistrySettings.from_env(env).serving_image.startswith("us-docker.pkg.dev")
-    custom = {**env, "RECFLOW_TRAINING_IMAGE": "img:1"}
-    assert VertexRegistrySettings.from_env(custom).serving_image == "img:1"
-    served = {**custom, "RECFLOW_VERTEX_SERVING_IMAGE": "serve:2", "RECFLOW_VERTEX_MODEL_ID": "m"}
+    training = {**env, "RECFLOW_TRAINING_IMAGE": "img:1"}
+    assert VertexRegistrySettings.from_env(training).serving_image == ""
+    served = {**training, "RECFLOW_VERTEX_SERVING_IMAGE": "serve:2", "RECFLOW_VERTEX_MODEL_ID": "m"}
     settings = VertexRegistrySettings.from_env(served)
     assert (settings.serving_image, settings.model_id) == ("serve:2", "m")
+
+
+def test_local_registry_keeps_a_refused_challenger_with_its_evaluation(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path / "registry.json")
+    registry.register_champion(registration(f"{tmp_path}/run-1", 0.3))
+    refused = registry.register_challenger(refused_registration(f"{tmp_path}/run-2", 0.1, "run-2"))
+    assert refused.version == "2" and refused.aliases == ()
+    assert refused.labels["gate_outcome"] == "kept_champion"
+    assert registry.champion().version == "1"  # type: ignore[union-attr]
+    evaluation = registry.evaluation("2")
+    assert evaluation["outcome"] == "kept_champion"
+    assert evaluation["paired_difference"]["high"] == -0.1
+    assert evaluation["intervals"] == INTERVALS
+    assert evaluation["metrics"]["warm_users"]["model"]["ndcg@10"] == 0.1
+    events = [e["event"] for e in json.loads((tmp_path / "registry.json").read_text())["history"]]
+    assert events == ["registered", "alias_moved", "registered"]
 
 
 # --- Vertex AI Model Registry through the SDK ------------------------------------------------
@@ -173,19 +210,66 @@ def test_vertex_registry_through_the_sdk(
     )
     assert "modelId" not in second
     model = second["model"]
-    assert sorted(model["versionAliases"]) == ["champion", "default"]
-    assert model["artifactUri"] == "gs://recflow-artifacts/training/runs/run-2"
-    assert model["containerSpec"]["imageUri"] == SETTINGS.serving_image
+    # Not the default version: only the `champion` alias says which version serves.
+    assert model["versionAliases"] == ["champion"]
+    # Served from the warehouse: no serving container, no training image posing as one, and
+    # so (as the SDK requires) no artifactUri; the run directory is in the evaluation.
+    assert "containerSpec" not in model and "artifactUri" not in model
     assert model["labels"]["ndcg_at_10"] == "0_2000"
     assert model["versionDescription"].startswith("promoted: warm_users/model/ndcg@10 0.2000")
+    # Every version got its evaluation, metrics as numbers, the run directory in metadata.
+    (imported,) = standin.evaluations[("recflow-ranker", "2")]
+    assert imported["metrics"]["gate/primary_metric_value"] == 0.2
+    assert imported["metadata"]["run_dir"] == "gs://recflow-artifacts/training/runs/run-2"
 
     # The champion is found through the alias; the rollback went through mergeVersionAliases.
     assert standin.sent("GET", f"{base}/models/recflow-ranker@champion")
     (merge,) = standin.sent("POST", f"{base}/models/recflow-ranker@1:mergeVersionAliases")
     assert merge.json() == {"versionAliases": ["champion"]}
-    assert standin.aliases("recflow-ranker") == {"1": ["champion"], "2": ["default"]}
+    # The service makes a model's first version its default; no later upload asks to be one.
+    aliases = standin.aliases("recflow-ranker")
+    assert (sorted(aliases["1"]), aliases["2"]) == (["champion", "default"], [])
     # Every call carried the credentials' token.
     assert {r.headers.get("authorization") for r in standin.requests} == {f"Bearer {TOKEN}"}
+
+
+def test_vertex_registry_keeps_a_refused_challenger_as_a_version_with_its_evaluation(
+    vertex: VertexRegistry, standin: VertexModelRegistry
+) -> None:
+    runs = "gs://recflow-artifacts/training/runs"
+    vertex.register_champion(registration(f"{runs}/run-1", 0.3))
+    refused = vertex.register_challenger(refused_registration(f"{runs}/run-2", 0.1, "run-2"))
+    assert refused.version == "2" and CHAMPION not in refused.aliases
+    assert refused.run_dir == f"{runs}/run-2"
+    assert vertex.champion().version == "1"  # type: ignore[union-attr]
+    assert standin.aliases("recflow-ranker")["2"] == []
+
+    evaluation = vertex.evaluation("2")
+    assert evaluation["outcome"] == "kept_champion" and evaluation["champion_version"] == "1"
+    assert evaluation["intervals"] == INTERVALS
+    (imported,) = standin.evaluations[("recflow-ranker", "2")]
+    metrics = imported["metrics"]
+    # Metrics not only in labels: numbers, intervals and the paired difference, per version.
+    assert metrics["warm_users/model/ndcg@10"] == 0.1
+    assert (metrics["warm_users/model/ndcg@10/low"], metrics["warm_users/model/ndcg@10/high"]) == (
+        0.05,
+        0.15,
+    )
+    assert metrics["gate/paired_difference/high"] == -0.1
+    assert metrics["gate/champion_primary_metric_value"] == 0.3
+    # Onto version 2 itself (the SDK names it by project number once it has read it back).
+    base = "/v1/projects/[^/]+/locations/europe-west4"
+    assert standin.sent("POST", f"{base}/models/recflow-ranker@2/evaluations:import")
+
+
+def test_a_vertex_version_without_a_run_directory_is_an_error(
+    vertex: VertexRegistry, standin: VertexModelRegistry
+) -> None:
+    from google.cloud import aiplatform
+
+    aiplatform.Model.upload(display_name="x", model_id="recflow-ranker", version_aliases=[CHAMPION])
+    with pytest.raises(RegistryError, match="not registered by recflow"):
+        vertex.champion()
 
 
 def test_vertex_registry_refuses_a_local_run_dir(vertex: VertexRegistry, tmp_path: Path) -> None:

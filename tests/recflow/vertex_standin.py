@@ -1,5 +1,6 @@
-"""A small local stand-in of the Vertex AI v1 REST API's Model Registry, for tests that run the
-real google-cloud-aiplatform SDK against it (`aiplatform.init(api_transport="rest",
+"""A small local stand-in of the Vertex AI v1 REST API's Model Registry, model evaluations and
+the metadata store behind Vertex AI Experiments, for tests that run the real
+google-cloud-aiplatform SDK against it (`aiplatform.init(api_transport="rest",
 api_endpoint="http://127.0.0.1:PORT")`).
 
 It keeps models and their versions in memory with the service's rules that matter to the
@@ -9,6 +10,12 @@ model, so applying it to one version removes it from any other (upload's `versio
 mergeVersionAliases alike); `default` follows `is_default_version`; models.get accepts
 `model@alias` and `model@version`; models.list and models.listVersions list. Bodies come from
 the recorded-style JSON in recorded_vertex/. Every request is recorded for assertions.
+
+Evaluations: models.evaluations.import attaches a ModelEvaluation to a version
+(`models/ID@VERSION`), models.evaluations.list lists them. Experiments (the SDK's Experiment and
+ExperimentRun are metadata contexts): metadataStores get/create, contexts create (a contextId
+is unique: 409), get, patch (the SDK sends the whole merged resource), list, and
+addContextChildren (an experiment's runs are its child contexts).
 
 Not a conftest: test modules import it by name.
 """
@@ -43,18 +50,42 @@ class StoredVersion:
 
 
 @dataclass
+class StoredContext:
+    context_id: str
+    resource: dict[str, Any]  # the Context body as created, then as last patched
+    created_at: str
+    updated_at: str
+    children: list[str] = field(default_factory=list)
+
+
+@dataclass
 class VertexModelRegistry:
     """What the stand-in holds (model id -> versions) and what it was sent."""
 
     models: dict[str, list[StoredVersion]] = field(default_factory=dict)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[SentRequest] = field(default_factory=list)
+    # (model id, version id) -> imported ModelEvaluation bodies
+    evaluations: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    metadata_stores: dict[str, str] = field(default_factory=dict)  # store id -> created at
+    contexts: dict[str, StoredContext] = field(default_factory=dict)  # context id -> context
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sent(self, method: str, path_pattern: str) -> list[SentRequest]:
         with self._lock:
             return [request for request in self.requests if request.matches(method, path_pattern)]
+
+    def experiment_runs(self, experiment: str) -> dict[str, dict[str, Any]]:
+        """run display name -> its metadata (params, metrics, state), for the experiment's
+        child contexts of schema system.ExperimentRun."""
+        parent = self.contexts[experiment]
+        runs = (self.contexts[child.rsplit("/", 1)[-1]] for child in parent.children)
+        return {
+            run.resource.get("displayName", run.context_id): run.resource.get("metadata", {})
+            for run in runs
+            if run.resource.get("schemaTitle") == "system.ExperimentRun"
+        }
 
     def aliases(self, model_id: str) -> dict[str, list[str]]:
         """version id -> its aliases."""
@@ -75,6 +106,8 @@ class _Routes:
         self.state = state
         location = "/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
         model = f"{location}/models/(?P<model>[^/@:]+)(?:@(?P<version>[^/:]+))?"
+        store = f"{location}/metadataStores/(?P<store>[^/:]+)"
+        context = f"{store}/contexts/(?P<context>[^/:]+)"
         self.routes: list[tuple[str, str, Callable[..., Reply]]] = [
             ("POST", f"{location}/models:upload", self.upload),
             ("GET", f"{location}/models", self.list_models),
@@ -86,6 +119,15 @@ class _Routes:
                 self.get_operation,
             ),
             ("GET", f"{model}:listVersions", self.list_versions),
+            ("POST", f"{model}/evaluations:import", self.import_evaluation),
+            ("GET", f"{model}/evaluations", self.list_evaluations),
+            ("GET", f"{store}", self.get_store),
+            ("POST", f"{location}/metadataStores", self.create_store),
+            ("POST", f"{store}/contexts", self.create_context),
+            ("GET", f"{store}/contexts", self.list_contexts),
+            ("GET", context, self.get_context),
+            ("PATCH", context, self.patch_context),
+            ("POST", f"{context}:addContextChildren", self.add_children),
             ("POST", f"{model}:mergeVersionAliases", self.merge_aliases),
             ("GET", model, self.get_model),
         ]
@@ -184,6 +226,163 @@ class _Routes:
         found.aliases = [alias for alias in found.aliases if alias not in removed]
         self._apply_aliases(model, found, [a for a in requested if not a.startswith("-")])
         return HTTPStatus.OK, self._body(location, model, found)
+
+    # --- model evaluations ------------------------------------------------------------------
+
+    def import_evaluation(
+        self, request: SentRequest, project: str, location: str, model: str, version: str | None
+    ) -> Reply:
+        found = self._version(model, version or "default")
+        if found is None:
+            return self._not_found(location, model, version)
+        body = request.json()["modelEvaluation"]
+        stored = self.state.evaluations.setdefault((model, found.version_id), [])
+        evaluation = recorded(
+            "model_evaluation",
+            project_number=PROJECT_NUMBER,
+            location=location,
+            model_id=model,
+            version_id=found.version_id,
+            evaluation_id=str(5_000 + len(stored)),
+            display_name=body.get("displayName", ""),
+            metrics_schema_uri=body.get("metricsSchemaUri", ""),
+            metrics=body.get("metrics", {}),
+            metadata=body.get("metadata", {}),
+            time=_now(),
+        )
+        stored.append(evaluation)
+        return HTTPStatus.OK, evaluation
+
+    def list_evaluations(
+        self, request: SentRequest, project: str, location: str, model: str, version: str | None
+    ) -> Reply:
+        found = self._version(model, version or "default")
+        if found is None:
+            return self._not_found(location, model, version)
+        evaluations = self.state.evaluations.get((model, found.version_id), [])
+        return HTTPStatus.OK, {"modelEvaluations": evaluations} if evaluations else {}
+
+    # --- metadata store: Vertex AI Experiments ----------------------------------------------
+
+    def get_store(self, request: SentRequest, project: str, location: str, store: str) -> Reply:
+        if store not in self.state.metadata_stores:
+            return HTTPStatus.NOT_FOUND, {
+                "error": {
+                    "code": 404,
+                    "message": f"MetadataStore {store} is not found.",
+                    "status": "NOT_FOUND",
+                }
+            }
+        return HTTPStatus.OK, recorded(
+            "metadata_store",
+            project_number=PROJECT_NUMBER,
+            location=location,
+            store=store,
+            time=self.state.metadata_stores[store],
+        )
+
+    def create_store(self, request: SentRequest, project: str, location: str) -> Reply:
+        (store,) = request.query["metadataStoreId"]
+        self.state.metadata_stores.setdefault(store, _now())
+        return HTTPStatus.OK, recorded(
+            "metadata_store_create_operation",
+            project_number=PROJECT_NUMBER,
+            location=location,
+            store=store,
+            operation_id=str(7_000_000_000 + len(self.state.metadata_stores)),
+            time=self.state.metadata_stores[store],
+        )
+
+    def create_context(
+        self, request: SentRequest, project: str, location: str, store: str
+    ) -> Reply:
+        (context_id,) = request.query.get("contextId") or [str(len(self.state.contexts) + 1)]
+        names = {"project_number": PROJECT_NUMBER, "location": location, "store": store}
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", context_id):
+            return HTTPStatus.BAD_REQUEST, {
+                "error": {
+                    "code": 400,
+                    "message": f"Invalid context id {context_id}: must match "
+                    "[a-z0-9][a-z0-9-]{0,127}.",
+                    "status": "INVALID_ARGUMENT",
+                }
+            }
+        if context_id in self.state.contexts:
+            return HTTPStatus.CONFLICT, recorded(
+                "error_already_exists_context", **names, context_id=context_id
+            )
+        now = _now()
+        self.state.contexts[context_id] = StoredContext(context_id, request.json(), now, now)
+        return HTTPStatus.OK, self._context_body(location, store, context_id)
+
+    def get_context(
+        self, request: SentRequest, project: str, location: str, store: str, context: str
+    ) -> Reply:
+        if context not in self.state.contexts:
+            return HTTPStatus.NOT_FOUND, recorded(
+                "error_not_found_context",
+                project_number=PROJECT_NUMBER,
+                location=location,
+                store=store,
+                context_id=context,
+            )
+        return HTTPStatus.OK, self._context_body(location, store, context)
+
+    def patch_context(
+        self, request: SentRequest, project: str, location: str, store: str, context: str
+    ) -> Reply:
+        if context not in self.state.contexts:
+            return self.get_context(request, project, location, store, context)
+        stored = self.state.contexts[context]
+        body = request.json()
+        stored.resource = {**stored.resource, **{k: v for k, v in body.items() if k != "name"}}
+        stored.updated_at = _now()
+        return HTTPStatus.OK, self._context_body(location, store, context)
+
+    def list_contexts(self, request: SentRequest, project: str, location: str, store: str) -> Reply:
+        contexts = [self._context_body(location, store, c) for c in self.state.contexts]
+        return HTTPStatus.OK, {"contexts": contexts} if contexts else {}
+
+    def add_children(
+        self, request: SentRequest, project: str, location: str, store: str, context: str
+    ) -> Reply:
+        if context not in self.state.contexts:
+            return self.get_context(request, project, location, store, context)
+        parent = self.state.contexts[context]
+        for child in request.json().get("childContexts", []):
+            if child.rsplit("/", 1)[-1] not in self.state.contexts:
+                return self.get_context(request, project, location, store, child)
+            if child not in parent.children:
+                parent.children.append(child)
+        return HTTPStatus.OK, {}
+
+    def _context_body(self, location: str, store: str, context_id: str) -> dict[str, Any]:
+        stored = self.state.contexts[context_id]
+        resource = stored.resource
+        parents = [
+            f"projects/{PROJECT_NUMBER}/locations/{location}/metadataStores/{store}/contexts/"
+            f"{other.context_id}"
+            for other in self.state.contexts.values()
+            if any(child.endswith(f"/contexts/{context_id}") for child in other.children)
+        ]
+        return recorded(
+            "context",
+            project_number=PROJECT_NUMBER,
+            location=location,
+            store=store,
+            context_id=context_id,
+            display_name=resource.get("displayName", context_id),
+            etag=f"ctx{len(stored.updated_at)}",
+            create_time=stored.created_at,
+            update_time=stored.updated_at,
+            parent_contexts=parents,
+            schema_title=resource.get("schemaTitle", ""),
+            schema_version=resource.get("schemaVersion", ""),
+            metadata=resource.get("metadata", {}),
+            description=resource.get("description", ""),
+        )
+
+    # --- shared -------------------------------------------------------------------------------
 
     def _apply_aliases(self, model_id: str, target: StoredVersion, aliases: list[str]) -> None:
         """An alias is unique within a model: applying it moves it."""

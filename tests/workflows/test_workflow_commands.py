@@ -24,7 +24,7 @@ def _subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def test_workflows_call_local_commands():
-    assert {call.subcommand for call in recflow_calls()} >= {"submit", "gate", "comment"}
+    assert {call.subcommand for call in recflow_calls()} >= {"submit", "gate-job", "comment"}
     assert {target for call in make_calls() for target in call.targets} >= {"install", "build"}
 
 

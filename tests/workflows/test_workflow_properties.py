@@ -253,17 +253,13 @@ def test_train_job_submits_gates_records_and_serves_in_order():
         return next(index for index, command in commands if fragment in command)
 
     submit = index_of("recflow submit --run-dir-out run_dir.txt")
-    gate = index_of('recflow gate --run-dir "$(cat run_dir.txt)"')
+    # The runner only orchestrates: the gate reads BigQuery inside a Vertex AI job.
+    gate = index_of('recflow gate-job --run-dir "$(cat run_dir.txt)"')
     summary = index_of("GITHUB_STEP_SUMMARY")
     serving = index_of("make build-serving")
     assert submit < gate < summary < serving
     gate_command = commands[[index for index, _ in commands].index(gate)][1]
-    for flag in (
-        '--warehouse-uri "bq://',
-        "--registry",
-        "--recommendations-table",
-        "--decision-out",
-    ):
+    for flag in ("--service-account", "--recommendations-table", "--decision-out"):
         assert flag in gate_command
     upload = next(s for s in train_steps if (s.uses or "").startswith("actions/upload-artifact@"))
     assert upload.spec["with"]["path"] == "decision.json"
