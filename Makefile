@@ -11,7 +11,7 @@ export RECFLOW_DATA_DIR ?= $(CURDIR)/data/sample
 export RECFLOW_DUCKDB_PATH ?= $(CURDIR)/data/warehouse.duckdb
 
 .PHONY: install run ct sample build test lint format sqlfmt lock clean review bench
-.PHONY: build-serving pytest lint-python lint-sql lint-sql-changed lint-workflows
+.PHONY: build-serving pytest test-fast lint-python lint-sql lint-sql-changed lint-workflows
 
 install: $(VENV)/.installed .ci/node_modules/.installed
 
@@ -56,8 +56,16 @@ build-serving: install
 ## The test suite: lint (Python and SQL), then pytest (which builds the dbt project on samples).
 test: lint pytest
 
+# Two workers by default (most tests wait on dbt and trainer subprocesses); a file's tests stay
+# on one worker so its module fixtures build once. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 2
+
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+## The inner loop: everything that needs no dbt build and is not slow (about a minute).
+test-fast: install
+	$(BIN)/pytest -m "not dbt and not slow"
 
 lint: lint-python lint-sql lint-workflows
 
