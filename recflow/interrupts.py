@@ -1,5 +1,11 @@
-"""SIGINT and SIGTERM as an exception, for commands that must clean up after themselves when a
-workflow is cancelled or times out (GitHub Actions sends SIGINT, then SIGTERM, then SIGKILL)."""
+"""SIGINT and SIGTERM recorded rather than raised, for commands that must clean up after
+themselves when a workflow is cancelled or times out (GitHub Actions sends SIGINT, then SIGTERM
+7.5 s later, then SIGKILL).
+
+The handler only notes the signal: an exception raised wherever the main thread happens to be
+(inside an HTTP client, holding a connection pool's lock) can leave that client unusable for the
+very request that cleans up. The caller checks `Interrupt.signum` between steps of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +13,39 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM, as an exception (a KeyboardInterrupt, so no broad `except Exception`
-    on the way catches it)."""
+@dataclass
+class Interrupt:
+    """The first interrupting signal received, if any (later ones are ignored)."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+    signum: int | None = None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
 
 
 @contextmanager
-def interrupts_raise() -> Iterator[None]:
-    """Within: the first SIGINT or SIGTERM raises Interrupted, later ones are ignored (GitHub
-    Actions sends SIGINT, then SIGTERM 7.5 s later, while the caller cleans up). Previous handlers
-    are restored on exit. Signal handlers exist only in the main thread; elsewhere, nothing."""
+def interrupts_recorded() -> Iterator[Interrupt]:
+    """Within: SIGINT and SIGTERM are recorded on the yielded Interrupt instead of stopping the
+    process; the previous handlers are restored on exit. Signal handlers exist only in the main
+    thread; elsewhere nothing is installed and nothing is recorded."""
+    interrupt = Interrupt()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield interrupt
         return
-    received: list[int] = []
 
-    def handler(signum: int, frame: object) -> None:
-        if not received:
-            received.append(signum)
-            raise Interrupted(signum)
+    def record(signum: int, frame: object) -> None:
+        if interrupt.signum is None:
+            interrupt.signum = signum
 
-    previous = {number: signal.signal(number, handler) for number in INTERRUPTS}
+    previous = {number: signal.signal(number, record) for number in INTERRUPTS}
     try:
-        yield
+        yield interrupt
     finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -27,15 +27,15 @@ import hashlib
 import logging
 import os
 import re
-import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recflow.interrupts import Interrupted, interrupts_raise
+from recflow.interrupts import Interrupt, interrupts_recorded
 from recflow.settings import Settings
 from recflow.trainer_image import training_image
 from trainer.task import git_commit
@@ -57,6 +57,12 @@ DEFAULT_TIMEOUT_MINUTES = 120
 MAX_TIMEOUT_MINUTES = 7 * 24 * 60  # Vertex AI's own limit and default
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+# How often a followed job is polled, and how soon an interrupt is acted on.
+POLL_SECONDS, TICK_SECONDS = 15.0, 0.2
+FINAL_STATES = frozenset(
+    {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED"}
+    | {"JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
+)
 # The trainer's option that writes the serving table; a job always sets it to '' (no write).
 SERVING_TABLE_OPTION = "--recommendations-table"
 CREDENTIALS_HELP = (
@@ -543,68 +549,71 @@ def _storage_token(credentials: Credentials) -> Any:
 
 
 def run_job(job: aiplatform.CustomJob, settings: VertexSettings, *, wait: bool) -> int:
-    """Create the job; unless told not to, follow it to its end: 0 only if it succeeded. An
-    interrupt (SIGINT, SIGTERM) cancels the job and returns 128 + the signal's number."""
+    """Create the job; unless told not to, follow it to its end: 0 only if it succeeded. A
+    SIGINT or SIGTERM meanwhile cancels the job and returns 128 + the signal's number."""
     from google.api_core import exceptions as api_exceptions
 
-    with interrupts_raise():
+    with interrupts_recorded() as interrupt:
         try:
             job.submit(service_account=settings.service_account)
         except api_exceptions.GoogleAPICallError as error:
             raise SubmitError(
                 f"Vertex AI refused to create the job in {settings.parent}: {error.message}"
             ) from error
-        except Interrupted as interrupted:
-            return _cancel(job, settings, interrupted.signum)
         where = f"{job.resource_name}\n  console: {job._dashboard_uri()}"
         print(f"created {where}", file=sys.stderr)
-        if not wait:
+        if interrupt.signum is None and not wait:
             return 0
         try:
-            job.wait_for_completion()
-        except RuntimeError as error:  # the SDK's signal for a failed or cancelled job
-            raise SubmitError(f"job {_state(job)}: {where}\n{error}") from error
+            state = _follow(job, interrupt)
         except api_exceptions.GoogleAPICallError as error:
             raise SubmitError(
                 f"lost track of the job ({error.message}); it may go on: {where}"
             ) from error
-        except Interrupted as interrupted:
-            return _cancel(job, settings, interrupted.signum)
-    if (state := _state(job)) != "JOB_STATE_SUCCEEDED":  # e.g. paused: done, but no model
+        if interrupt.signum is not None:
+            return _cancel(job, settings, interrupt)
+    if state in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
+        raise SubmitError(f"job {state}: {where}\n{job._gca_resource.error.message}")
+    if state != "JOB_STATE_SUCCEEDED":  # e.g. paused or expired: done, but no model
         raise SubmitError(f"job ended {state}: {where}")
     print(f"job succeeded: {where}", file=sys.stderr)
     return 0
 
 
-def _cancel(job: aiplatform.CustomJob, settings: VertexSettings, signum: int) -> int:
-    """Ask Vertex AI to cancel the job (if it was created); 128 + signum either way."""
+def _follow(job: aiplatform.CustomJob, interrupt: Interrupt) -> str:
+    """Poll the job every POLL_SECONDS until it ends (its final state) or an interrupt is
+    recorded (the state last seen), checking for one every TICK_SECONDS."""
+    seen = ""
+    while True:
+        state = job.state.name  # one customJobs.get
+        if state != seen:
+            log.info("job %s", state)
+            seen = state
+        if state in FINAL_STATES:
+            return state
+        deadline = time.monotonic() + POLL_SECONDS
+        while time.monotonic() < deadline:
+            if interrupt.signum is not None:
+                return state
+            time.sleep(TICK_SECONDS)
+
+
+def _cancel(job: aiplatform.CustomJob, settings: VertexSettings, interrupt: Interrupt) -> int:
+    """Ask Vertex AI to cancel the job; 128 + the signal's number either way."""
     from google.api_core import exceptions as api_exceptions
 
-    name = signal.Signals(signum).name
-    exit_code = 128 + signum
-    if not job._gca_resource.name:
-        print(
-            f"{name}: stopped before Vertex AI confirmed the job; if the console lists "
-            f"{job.display_name}, cancel it there",
-            file=sys.stderr,
-        )
-        return exit_code
+    exit_code = 128 + (interrupt.signum or 0)
     try:
         job.cancel()
     except api_exceptions.GoogleAPICallError as error:
         job_id = job.resource_name.rsplit("/", 1)[-1]
         print(
-            f"{name}: cancelling {job.resource_name} failed ({error.message}); it goes on "
-            f"until its {settings.timeout_minutes}-minute timeout unless you run `gcloud ai "
+            f"{interrupt.name}: cancelling {job.resource_name} failed ({error.message}); it goes "
+            f"on until its {settings.timeout_minutes}-minute timeout unless you run `gcloud ai "
             f"custom-jobs cancel {job_id} --project {settings.project} --region "
             f"{settings.region}`",
             file=sys.stderr,
         )
         return exit_code
-    print(f"{name}: asked Vertex AI to cancel {job.resource_name}", file=sys.stderr)
+    print(f"{interrupt.name}: asked Vertex AI to cancel {job.resource_name}", file=sys.stderr)
     return exit_code
-
-
-def _state(job: aiplatform.CustomJob) -> str:
-    """The state the SDK last polled (no further API call)."""
-    return str(job._gca_resource.state.name)

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import gcsfs
 import pytest
@@ -29,12 +28,11 @@ from gcp_storage_emulator.server import create_server
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 from google.cloud.aiplatform import initializer
-from google.cloud.aiplatform_v1.types import CustomJob, JobState, WorkerPoolSpec
+from google.cloud.aiplatform_v1.types import CustomJob, WorkerPoolSpec
 from google.oauth2.credentials import Credentials
 from vertex_jobs_standin import VertexCustomJobs, vertex_custom_jobs
 
 from recflow import vertex_submit
-from recflow.interrupts import Interrupted
 from recflow.trainer_image import image_tag
 from recflow.vertex_submit import (
     DEFAULT_MACHINE_TYPE,
@@ -387,59 +385,6 @@ def test_real_submit_without_credentials_explains_adc_and_stages_nothing(
 # --- the job's end ------------------------------------------------------------------------------
 
 
-class CreatedJob:
-    """Stands in for a CustomJob after `submit()`: only what `run_job` reads. The request itself
-    is checked above with the SDK's types; this checks how its end maps to an exit code."""
-
-    resource_name = "projects/123/locations/europe-west4/customJobs/456"
-
-    def __init__(self, state: JobState, failure: str | None = None) -> None:
-        self._gca_resource = SimpleNamespace(state=state)
-        self.failure = failure
-        self.service_account: str | None = None
-
-    def submit(self, *, service_account: str | None) -> None:
-        self.service_account = service_account
-
-    def wait_for_completion(self) -> None:
-        if self.failure:  # what the SDK raises for a failed or cancelled job
-            raise RuntimeError(f"Job failed with:\n{self.failure}")
-
-    def _dashboard_uri(self) -> str:
-        return "https://console.cloud.google.com/vertex-ai/training/456?project=123"
-
-
-def test_a_succeeded_job_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    job = CreatedJob(JobState.JOB_STATE_SUCCEEDED)
-    assert vertex_submit.run_job(job, SETTINGS, wait=True) == 0  # type: ignore[arg-type]
-    assert job.service_account == SETTINGS.service_account
-    assert "job succeeded: projects/123/locations/europe-west4/customJobs/456" in (
-        capsys.readouterr().err
-    )
-
-
-def test_a_failed_job_names_itself_its_console_page_and_the_error() -> None:
-    job = CreatedJob(JobState.JOB_STATE_FAILED, failure="code: 3 message: trainer exited 2")
-    with pytest.raises(SubmitError) as raised:
-        vertex_submit.run_job(job, SETTINGS, wait=True)  # type: ignore[arg-type]
-    message = str(raised.value)
-    assert raised.value.exit_code == 1
-    assert message.startswith("job JOB_STATE_FAILED: " + CreatedJob.resource_name)
-    assert "console: https://console.cloud.google.com/" in message
-    assert "trainer exited 2" in message
-
-
-def test_a_job_that_ends_without_success_is_a_failure() -> None:
-    with pytest.raises(SubmitError, match="job ended JOB_STATE_PAUSED"):
-        job = CreatedJob(JobState.JOB_STATE_PAUSED)
-        vertex_submit.run_job(job, SETTINGS, wait=True)  # type: ignore[arg-type]
-
-
-def test_no_wait_returns_once_created() -> None:
-    job = CreatedJob(JobState.JOB_STATE_PENDING, failure="never polled")
-    assert vertex_submit.run_job(job, SETTINGS, wait=False) == 0  # type: ignore[arg-type]
-
-
 # --- the job's life through the SDK, against the custom jobs stand-in --------------------------
 
 JOBS_PATH = "/v1/projects/recflow-prod/locations/europe-west4/customJobs"
@@ -497,6 +442,22 @@ def test_a_failed_job_through_the_sdk_names_the_error(
     assert raised.value.exit_code == 1
 
 
+def test_a_job_that_ends_without_success_is_a_failure(
+    jobs_standin: VertexCustomJobs, manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vertex_submit, "POLL_SECONDS", 0.1)  # polled until it ends
+    jobs_standin.states = ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_PAUSED"]
+    with pytest.raises(SubmitError, match="job ended JOB_STATE_PAUSED"):
+        vertex_submit.run_job(sent_job(manifest), SETTINGS, wait=True)
+    assert len(jobs_standin.sent("GET", JOB_PATH.format(job_id="[0-9]+"))) == 3
+
+
+def test_no_wait_returns_once_created(jobs_standin: VertexCustomJobs, manifest: Path) -> None:
+    assert vertex_submit.run_job(sent_job(manifest), SETTINGS, wait=False) == 0
+    assert len(jobs_standin.sent("POST", JOBS_PATH)) == 1
+    assert not jobs_standin.sent("GET", JOB_PATH.format(job_id="[0-9]+"))
+
+
 def _signal_once_followed(
     state: VertexCustomJobs, signum: int, *, errors: list[BaseException]
 ) -> threading.Thread:
@@ -550,10 +511,7 @@ def test_sigterm_after_sigint_does_not_stop_the_cancellation(
     jobs_standin.on_cancel = sigterm_while_cancelling
     errors: list[BaseException] = []
     _signal_once_followed(jobs_standin, signal.SIGINT, errors=errors)
-    try:
-        code = vertex_submit.run_job(sent_job(manifest), SETTINGS, wait=True)
-    except Interrupted as interrupted:  # a KeyboardInterrupt: it would end the whole session
-        pytest.fail(f"{interrupted} escaped while the job was being cancelled")
+    code = vertex_submit.run_job(sent_job(manifest), SETTINGS, wait=True)
     assert not errors
     assert sent_sigterm.is_set()
     assert code == 128 + signal.SIGINT
