@@ -12,6 +12,7 @@ export RECFLOW_DUCKDB_PATH ?= $(CURDIR)/data/warehouse.duckdb
 
 .PHONY: install run ct sample build test lint format sqlfmt lock clean review bench
 .PHONY: build-serving pytest test-fast lint-python lint-sql lint-sql-changed lint-workflows
+.PHONY: trainer-image trainer-image-push
 
 install: $(VENV)/.installed .ci/node_modules/.installed
 
@@ -52,6 +53,20 @@ bench: install
 ## The models and tests over the trainer's batch recommendations (after training).
 build-serving: install
 	$(BIN)/dbt build --project-dir dbt --selector serving
+
+## The Vertex AI training container (Dockerfile), named by `recflow trainer-image`: a hash of the
+## trainer's lock and sources in RECFLOW_IMAGE_REPOSITORY (default: the repository `recflow` of
+## RECFLOW_GCP_PROJECT in RECFLOW_GCP_REGION). TRAINER_IMAGE=... names it instead. Needs Docker.
+TRAINER_IMAGE ?=
+trainer-image: install
+	docker build --tag "$(or $(TRAINER_IMAGE),$$($(BIN)/recflow trainer-image))" .
+
+## ... and pushed to Artifact Registry (the continuous-training workflow runs this when the tag is
+## new); gcloud lets Docker use the active account for the registry's host.
+trainer-image-push: trainer-image
+	image="$(or $(TRAINER_IMAGE),$$($(BIN)/recflow trainer-image))" && \
+	  gcloud auth configure-docker "$${image%%/*}" --quiet && \
+	  docker push "$$image"
 
 ## The test suite: lint (Python and SQL), then pytest (which builds the dbt project on samples).
 test: lint pytest
@@ -163,7 +178,7 @@ review: install
 	  --lint --out-dir "$(REVIEW_DIR)" $$bigquery
 
 ## Re-resolve every dependency (the trainer's, the pipeline's, the dev tools') in one pip run
-## and pin the result.
+## and pin the result; requirements-trainer.lock (the training image's part) follows.
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
@@ -172,6 +187,7 @@ lock:
 	.lock-venv/bin/python -m pip check
 	{ sed -n 1,2p requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
+	.lock-venv/bin/recflow trainer-image --write-requirements
 	rm -rf .lock-venv
 
 clean:

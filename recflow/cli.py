@@ -11,7 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from recflow import bigquery_check, run_lock, sample_data, sample_ratings, vertex_submit
+from recflow import (
+    bigquery_check,
+    run_lock,
+    sample_data,
+    sample_ratings,
+    trainer_image,
+    vertex_submit,
+)
 from recflow.bench import command as bench_command
 from recflow.dbt_invocation import (
     DbtFailedError,
@@ -104,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bigquery_check.register(commands)
     vertex_submit.register(commands)
+    trainer_image.register(commands)
     review_command.register(commands)
     review_comment.register(commands)
     bench_command.register(commands)

@@ -4,18 +4,20 @@ What one submission does, in order, so that a mistake costs nothing:
 
 1. settings from flags or the environment (a missing one stops here, exit 2, naming the flag
    and the variable); the dbt manifest must exist; Application Default Credentials must exist;
-2. builds the project's source distribution (its base dependencies are the trainer's only: no
-   dbt), the package a prebuilt training container installs with `pip install <package_uris>`;
-3. stages the sdist and the manifest under the run's own GCS prefix,
-   `gs://BUCKET/PREFIX/runs/RUN_ID/inputs/`, beside the run's outputs: the job's
-   base_output_dir is `gs://BUCKET/PREFIX/runs/RUN_ID`, so Vertex AI sets
-   AIP_MODEL_DIR=`.../RUN_ID/model/` and the trainer writes the run directory there;
-4. creates a CustomJob running `python -m trainer.task --warehouse-uri bq://PROJECT.DATASET
-   --manifest gs://.../manifest.json`, labelled with the git commit and the manifest's SHA-256,
-   follows it to the end and exits 1 if it failed, naming the job and its console page.
+2. stages the manifest under the run's own GCS prefix, `gs://BUCKET/PREFIX/runs/RUN_ID/inputs/`,
+   beside the run's outputs: the job's base_output_dir is `gs://BUCKET/PREFIX/runs/RUN_ID`, so
+   Vertex AI sets AIP_MODEL_DIR=`.../RUN_ID/model/` and the trainer writes the run directory there;
+3. creates a CustomJob running the training container (`Dockerfile`, named by
+   `recflow.trainer_image`: this checkout's lock and trainer) with `--warehouse-uri
+   bq://PROJECT.DATASET --manifest gs://.../manifest.json --recommendations-table ''` (the job
+   never writes the serving table: only `recflow gate` does, after deciding), bounded by
+   `scheduling.timeout`, labelled with the git commit and the manifest's SHA-256;
+4. follows it to the end and exits 1 if it failed, naming the job and its console page. SIGINT
+   or SIGTERM while following (a cancelled or timed-out workflow) cancels the job.
 
-`--dry-run` prints the CustomJob the SDK would send, as JSON, and touches nothing: no build, no
-upload, no credentials. Exit codes: 0 done, 1 the job or a cloud call failed, 2 bad input.
+`--dry-run` prints the CustomJob the SDK would send, as JSON, and touches nothing: no upload, no
+credentials. Exit codes: 0 done, 1 the job or a cloud call failed, 2 bad input, 128 + the signal
+when interrupted (the job is cancelled).
 """
 
 from __future__ import annotations
@@ -25,17 +27,17 @@ import hashlib
 import logging
 import os
 import re
-import subprocess
 import sys
-import tempfile
-import tomllib
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recflow.settings import REPO_ROOT, Settings
+from recflow.interrupts import Interrupt, interrupts_recorded
+from recflow.settings import Settings
+from recflow.trainer_image import training_image
 from trainer.task import git_commit
 
 if TYPE_CHECKING:  # the SDKs take seconds to import: only the commands that use them do.
@@ -44,15 +46,25 @@ if TYPE_CHECKING:  # the SDKs take seconds to import: only the commands that use
 
 log = logging.getLogger(__name__)
 
-# Prebuilt Vertex AI training container. The project requires Python 3.11 (requires-python), and
-# this image's tag pins exactly that; the framework in it (PyTorch) is unused. Any prebuilt or
-# custom image with Python 3.11 and pip works: set RECFLOW_TRAINING_IMAGE or --image.
+# No longer what a job runs (that is the training container); recflow.promotion.registry still
+# records it as a model version's container until its own change for issue 14 lands.
 DEFAULT_IMAGE = "us-docker.pkg.dev/vertex-ai/training/pytorch-cpu.2-4.py311:latest"
 DEFAULT_MACHINE_TYPE = "e2-standard-4"
 DEFAULT_PREFIX = "recflow"
-TRAINER_MODULE = "trainer.task"
+# The job's running time limit (scheduling.timeout). The continuous-training workflow's `train`
+# job allows this plus its other steps and pending time (tests/workflows checks they agree).
+DEFAULT_TIMEOUT_MINUTES = 120
+MAX_TIMEOUT_MINUTES = 7 * 24 * 60  # Vertex AI's own limit and default
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+# How often a followed job is polled, and how soon an interrupt is acted on.
+POLL_SECONDS, TICK_SECONDS = 15.0, 0.2
+FINAL_STATES = frozenset(
+    {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED"}
+    | {"JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
+)
+# The trainer's option that writes the serving table; a job always sets it to '' (no write).
+SERVING_TABLE_OPTION = "--recommendations-table"
 CREDENTIALS_HELP = (
     "Vertex AI and Cloud Storage need Application Default Credentials: run "
     "`gcloud auth application-default login` on a workstation; in CI use Workload Identity "
@@ -102,11 +114,24 @@ OPTIONS = (
         "service account the job runs as (default: Vertex AI's Custom Code Service Agent)",
     ),
     Option(
+        "image_repository",
+        "--image-repository",
+        "RECFLOW_IMAGE_REPOSITORY",
+        "Artifact Registry Docker repository of the training image "
+        "(default REGION-docker.pkg.dev/PROJECT/recflow)",
+    ),
+    Option(
         "image",
         "--image",
         "RECFLOW_TRAINING_IMAGE",
-        "prebuilt training container (Python 3.11)",
-        default=DEFAULT_IMAGE,
+        "run this image instead of REPOSITORY/trainer:<tag of this checkout>",
+    ),
+    Option(
+        "timeout_minutes",
+        "--timeout-minutes",
+        "RECFLOW_VERTEX_TIMEOUT_MINUTES",
+        "the job's running time limit; Vertex AI stops it after that",
+        default=str(DEFAULT_TIMEOUT_MINUTES),
     ),
     Option(
         "machine_type",
@@ -142,8 +167,9 @@ class VertexSettings:
     prefix: str = DEFAULT_PREFIX
     bq_project: str | None = None
     service_account: str | None = None
-    image: str = DEFAULT_IMAGE
+    image: str = ""  # settings_from resolves it (recflow.trainer_image.training_image)
     machine_type: str = DEFAULT_MACHINE_TYPE
+    timeout_minutes: int = DEFAULT_TIMEOUT_MINUTES
 
     @property
     def warehouse_uri(self) -> str:
@@ -159,7 +185,6 @@ class RunPlan:
     """Everything about one submission, decided before anything is built or uploaded."""
 
     run_id: str
-    sdist_name: str
     manifest_path: Path
     manifest_sha256: str
     git_commit: str
@@ -176,9 +201,6 @@ class RunPlan:
         """Where the trainer writes the run: Vertex AI's AIP_MODEL_DIR, base_output_dir/model."""
         return f"{self.root(settings)}/model"
 
-    def package_uri(self, settings: VertexSettings) -> str:
-        return f"{self.root(settings)}/inputs/{self.sdist_name}"
-
     def manifest_uri(self, settings: VertexSettings) -> str:
         return f"{self.root(settings)}/inputs/manifest.json"
 
@@ -190,7 +212,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentPa
     """Add `submit` to a command line's subparsers; its handler is `args.handler(args)`."""
     parser = subparsers.add_parser(
         "submit",
-        help="train on Vertex AI (BigQuery features, package staged to GCS)",
+        help="train on Vertex AI (BigQuery features, the training container)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -227,7 +249,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentPa
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the CustomJob request as JSON; build, upload and submit nothing",
+        help="print the CustomJob request as JSON; upload and submit nothing",
     )
     parser.add_argument(
         "--no-wait", action="store_true", help="return once the job is created; do not follow it"
@@ -255,17 +277,14 @@ def submit_command(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     settings = settings_from(vars(args), os.environ)
     manifest = args.manifest or Settings.from_env().dbt_target_path / "manifest.json"
-    plan = plan_run(args, manifest, sdist_name=sdist_filename(REPO_ROOT))
+    plan = plan_run(args, manifest)
     credentials = _anonymous_credentials() if args.dry_run else default_credentials()
     job = build_custom_job(settings, plan, credentials=credentials)
     _describe(settings, plan, dry_run=args.dry_run)
     if args.dry_run:
         print(request_json(job))
         return 0
-    with tempfile.TemporaryDirectory(prefix="recflow-sdist-") as out_dir:
-        # Staged under the planned name whatever the local file is called.
-        sdist = build_sdist(REPO_ROOT, Path(out_dir))
-        stage_inputs(settings, plan, sdist, token=_storage_token(credentials))
+    stage_inputs(settings, plan, token=_storage_token(credentials))
     exit_code = run_job(job, settings, wait=not args.no_wait)
     if exit_code == 0 and args.run_dir_out:
         write_run_dir(args.run_dir_out, settings, plan)
@@ -300,10 +319,24 @@ def settings_from(values: Mapping[str, Any], environ: Mapping[str, str]) -> Vert
             f"--bucket / $RECFLOW_GCS_BUCKET must be a bucket name (got {resolved['bucket']!r}); "
             "put a folder in --prefix / $RECFLOW_GCS_PREFIX"
         )
-    return VertexSettings(**{**resolved, "bucket": bucket})
+    timeout = str(resolved.pop("timeout_minutes"))
+    if not timeout.isdigit() or not 1 <= int(timeout) <= MAX_TIMEOUT_MINUTES:
+        raise BadInputError(
+            f"--timeout-minutes / $RECFLOW_VERTEX_TIMEOUT_MINUTES must be a whole number of "
+            f"minutes from 1 to {MAX_TIMEOUT_MINUTES} (7 days), got {timeout!r}"
+        )
+    image = training_image(
+        project=resolved["project"],
+        region=resolved["region"],
+        repository=resolved.pop("image_repository"),
+        image=resolved.pop("image"),
+    )
+    return VertexSettings(
+        **{**resolved, "bucket": bucket, "image": image, "timeout_minutes": int(timeout)}
+    )
 
 
-def plan_run(args: argparse.Namespace, manifest: Path, *, sdist_name: str) -> RunPlan:
+def plan_run(args: argparse.Namespace, manifest: Path) -> RunPlan:
     """The run's id, names and the sources of its labels; the manifest must exist (it is
     hashed here and staged later)."""
     if not manifest.is_file():
@@ -317,15 +350,27 @@ def plan_run(args: argparse.Namespace, manifest: Path, *, sdist_name: str) -> Ru
             f"--run-id {run_id!r} must be 1-63 lowercase letters, digits, '_' or '-' (it names "
             "the run's GCS folder and is a job label)"
         )
+    trainer_args = tuple(args.trainer_args or ())
+    if writes := [arg for arg in trainer_args if _names_serving_table(arg)]:
+        raise BadInputError(
+            f"--trainer-arg {writes[0]!r}: a training job never writes the serving table; "
+            "`recflow gate` writes it once it has accepted the model"
+        )
     return RunPlan(
         run_id=run_id,
-        sdist_name=sdist_name,
         manifest_path=manifest.resolve(),
         manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest(),
         git_commit=args.git_commit or git_commit(),
         display_name=args.display_name or f"recflow-trainer-{run_id}",
-        trainer_args=tuple(args.trainer_args or ()),
+        trainer_args=trainer_args,
     )
+
+
+def _names_serving_table(arg: str) -> bool:
+    """Whether a trainer argument is SERVING_TABLE_OPTION, whole or abbreviated as argparse
+    accepts it (a unique prefix, with or without `=value`)."""
+    flag = arg.split("=", 1)[0]
+    return len(flag) > 2 and SERVING_TABLE_OPTION.startswith(flag)
 
 
 def new_run_id() -> str:
@@ -337,8 +382,9 @@ def new_run_id() -> str:
 
 
 def trainer_arguments(settings: VertexSettings, plan: RunPlan) -> list[str]:
-    """`python -m trainer.task` arguments: BigQuery marts, the staged manifest, extras last
-    (argparse keeps the last value, so an extra overrides)."""
+    """`python -m trainer.task` arguments: BigQuery marts, the staged manifest, no serving table
+    (the gate writes it after deciding), extras last (argparse keeps the last value, so an extra
+    overrides; plan_run refuses one that names the serving table)."""
     return [
         "--warehouse-uri",
         settings.warehouse_uri,
@@ -346,15 +392,19 @@ def trainer_arguments(settings: VertexSettings, plan: RunPlan) -> list[str]:
         settings.bq_dataset,
         "--manifest",
         plan.manifest_uri(settings),
+        SERVING_TABLE_OPTION,
+        "",
         *plan.trainer_args,
     ]
 
 
 def container_env(plan: RunPlan) -> list[dict[str, str]]:
-    """Environment of the trainer process: the commit it records (no git in the container)."""
+    """Environment of the trainer process: the commit it records (no git in the container),
+    logs as Cloud Logging's JSON lines (trainer.logs)."""
     return [
         {"name": "GIT_COMMIT", "value": plan.git_commit},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "RECFLOW_LOG_FORMAT", "value": "json"},
     ]
 
 
@@ -374,15 +424,14 @@ def label_value(value: str) -> str:
 
 
 def worker_pool_specs(settings: VertexSettings, plan: RunPlan) -> list[dict[str, Any]]:
-    """One replica running the trainer package in the prebuilt container."""
+    """One replica running the training container; its ENTRYPOINT is `python -m trainer.task`,
+    so the container's args are the trainer's."""
     return [
         {
             "machine_spec": {"machine_type": settings.machine_type},
             "replica_count": 1,
-            "python_package_spec": {
-                "executor_image_uri": settings.image,
-                "package_uris": [plan.package_uri(settings)],
-                "python_module": TRAINER_MODULE,
+            "container_spec": {
+                "image_uri": settings.image,
                 "args": trainer_arguments(settings, plan),
                 "env": container_env(plan),
             },
@@ -393,8 +442,11 @@ def worker_pool_specs(settings: VertexSettings, plan: RunPlan) -> list[dict[str,
 def build_custom_job(
     settings: VertexSettings, plan: RunPlan, *, credentials: Credentials
 ) -> aiplatform.CustomJob:
-    """The SDK's CustomJob for this run, service account included: what `submit` sends."""
+    """The SDK's CustomJob for this run, service account and timeout included: what `submit`
+    sends (CustomJob.submit leaves both as set here when given neither)."""
     from google.cloud import aiplatform
+    from google.cloud.aiplatform_v1.types import Scheduling
+    from google.protobuf import duration_pb2
 
     try:
         job = aiplatform.CustomJob(
@@ -411,6 +463,9 @@ def build_custom_job(
         raise BadInputError(f"Vertex AI does not accept these settings: {error}") from error
     if settings.service_account:
         job._gca_resource.job_spec.service_account = settings.service_account
+    job._gca_resource.job_spec.scheduling = Scheduling(
+        timeout=duration_pb2.Duration(seconds=settings.timeout_minutes * 60)
+    )
     return job
 
 
@@ -426,64 +481,20 @@ def _describe(settings: VertexSettings, plan: RunPlan, *, dry_run: bool) -> None
     verb = "would" if dry_run else "will"
     print(
         f"{'dry run: ' if dry_run else ''}job {plan.display_name} in {settings.parent}\n"
-        f"  {verb} stage {plan.sdist_name} -> {plan.package_uri(settings)}\n"
+        f"  image: {settings.image} (timeout {settings.timeout_minutes} min)\n"
         f"  {verb} stage {plan.manifest_path} -> {plan.manifest_uri(settings)}\n"
         f"  outputs: {plan.root(settings)}/model/ (AIP_MODEL_DIR)"
-        + ("\n  nothing was built, staged or submitted" if dry_run else ""),
+        + ("\n  nothing was staged or submitted" if dry_run else ""),
         file=sys.stderr,
     )
 
 
-# --- building and staging ----------------------------------------------------------------------
+# --- staging ----------------------------------------------------------------------
 
 
-def sdist_filename(project_dir: Path) -> str:
-    """The sdist's file name from pyproject.toml (normalised as in the sdist specification),
-    without building it."""
-    pyproject = project_dir / "pyproject.toml"
-    if not pyproject.is_file():
-        raise BadInputError(
-            f"{pyproject} not found: `recflow submit` builds the trainer package from a source "
-            "checkout (pip install -e '.[pipeline]')"
-        )
-    project = tomllib.loads(pyproject.read_text())["project"]
-    name = re.sub(r"[-_.]+", "_", project["name"]).lower()
-    return f"{name}-{project['version']}.tar.gz"
-
-
-def build_sdist(project_dir: Path, out_dir: Path) -> Path:
-    """Build the project's sdist into `out_dir` with `build`: in this environment when it has
-    the build backend's requirements, else in an isolated one (as `python -m build --sdist`)."""
-    import build
-    from build import check_dependency
-    from build.env import DefaultIsolatedEnv
-
-    try:
-        builder = build.ProjectBuilder(project_dir)
-        # The backend's own requirements first: an older setuptools here may not even parse
-        # pyproject.toml, so it must not be asked for the sdist's further requirements.
-        unmet = [unmet for req in builder.build_system_requires for unmet in check_dependency(req)]
-        if not unmet and not builder.check_dependencies("sdist"):
-            return Path(builder.build("sdist", out_dir))
-        with DefaultIsolatedEnv() as env:
-            isolated = build.ProjectBuilder.from_isolated_env(env, project_dir)
-            env.install(isolated.build_system_requires)
-            env.install(isolated.get_requires_for_build("sdist"))
-            return Path(isolated.build("sdist", out_dir))
-    except (
-        build.BuildException,
-        build.BuildBackendException,
-        subprocess.CalledProcessError,
-    ) as err:
-        raise SubmitError(f"building the trainer's sdist from {project_dir} failed: {err}") from err
-
-
-def stage_inputs(settings: VertexSettings, plan: RunPlan, sdist: Path, *, token: Any) -> list[str]:
-    """Upload the sdist and the manifest to where the job spec points; returns their URIs."""
-    uploads = (
-        (sdist, plan.package_uri(settings)),
-        (plan.manifest_path, plan.manifest_uri(settings)),
-    )
+def stage_inputs(settings: VertexSettings, plan: RunPlan, *, token: Any) -> list[str]:
+    """Upload the manifest to where the job spec points; returns the URIs staged."""
+    uploads = ((plan.manifest_path, plan.manifest_uri(settings)),)
     for local, uri in uploads:
         upload(local, uri, project=settings.project, token=token)
     return [uri for _, uri in uploads]
@@ -538,54 +549,71 @@ def _storage_token(credentials: Credentials) -> Any:
 
 
 def run_job(job: aiplatform.CustomJob, settings: VertexSettings, *, wait: bool) -> int:
-    """Create the job; unless told not to, follow it to its end: 0 only if it succeeded."""
+    """Create the job; unless told not to, follow it to its end: 0 only if it succeeded. A
+    SIGINT or SIGTERM meanwhile cancels the job and returns 128 + the signal's number."""
     from google.api_core import exceptions as api_exceptions
 
-    try:
-        job.submit(service_account=settings.service_account)
-    except api_exceptions.GoogleAPICallError as error:
-        raise SubmitError(
-            f"Vertex AI refused to create the job in {settings.parent}: {error.message}"
-        ) from error
-    where = f"{job.resource_name}\n  console: {job._dashboard_uri()}"
-    print(f"created {where}", file=sys.stderr)
-    if not wait:
-        return 0
-    try:
-        job.wait_for_completion()
-    except RuntimeError as error:  # the SDK's signal for a failed or cancelled job
-        raise SubmitError(f"job {_state(job)}: {where}\n{error}") from error
-    except api_exceptions.GoogleAPICallError as error:
-        raise SubmitError(
-            f"lost track of the job ({error.message}); it may go on: {where}"
-        ) from error
-    except KeyboardInterrupt:
-        job_id = job.resource_name.rsplit("/", 1)[-1]
-        print(
-            f"stopped following; the job goes on: {where}\n  cancel it with `gcloud ai "
-            f"custom-jobs cancel {job_id} --project {settings.project} --region {settings.region}`",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    if (state := _state(job)) != "JOB_STATE_SUCCEEDED":  # e.g. paused: done, but no model
+    with interrupts_recorded() as interrupt:
+        try:
+            job.submit(service_account=settings.service_account)
+        except api_exceptions.GoogleAPICallError as error:
+            raise SubmitError(
+                f"Vertex AI refused to create the job in {settings.parent}: {error.message}"
+            ) from error
+        where = f"{job.resource_name}\n  console: {job._dashboard_uri()}"
+        print(f"created {where}", file=sys.stderr)
+        if interrupt.signum is None and not wait:
+            return 0
+        try:
+            state = _follow(job, interrupt)
+        except api_exceptions.GoogleAPICallError as error:
+            raise SubmitError(
+                f"lost track of the job ({error.message}); it may go on: {where}"
+            ) from error
+        if interrupt.signum is not None:
+            return _cancel(job, settings, interrupt)
+    if state in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
+        raise SubmitError(f"job {state}: {where}\n{job._gca_resource.error.message}")
+    if state != "JOB_STATE_SUCCEEDED":  # e.g. paused or expired: done, but no model
         raise SubmitError(f"job ended {state}: {where}")
     print(f"job succeeded: {where}", file=sys.stderr)
     return 0
 
 
-def _state(job: aiplatform.CustomJob) -> str:
-    """The state the SDK last polled (no further API call)."""
-    return str(job._gca_resource.state.name)
+def _follow(job: aiplatform.CustomJob, interrupt: Interrupt) -> str:
+    """Poll the job every POLL_SECONDS until it ends (its final state) or an interrupt is
+    recorded (the state last seen), checking for one every TICK_SECONDS."""
+    seen = ""
+    while True:
+        state = job.state.name  # one customJobs.get
+        if state != seen:
+            log.info("job %s", state)
+            seen = state
+        if state in FINAL_STATES:
+            return state
+        deadline = time.monotonic() + POLL_SECONDS
+        while time.monotonic() < deadline:
+            if interrupt.signum is not None:
+                return state
+            time.sleep(TICK_SECONDS)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m recflow.vertex_submit ...`, until the owner of recflow/cli.py wires it in."""
-    parser = argparse.ArgumentParser(prog="recflow")
-    register(parser.add_subparsers(required=True, metavar="COMMAND"))
-    args = parser.parse_args(["submit", *(argv if argv is not None else sys.argv[1:])])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    return int(args.handler(args))
+def _cancel(job: aiplatform.CustomJob, settings: VertexSettings, interrupt: Interrupt) -> int:
+    """Ask Vertex AI to cancel the job; 128 + the signal's number either way."""
+    from google.api_core import exceptions as api_exceptions
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = 128 + (interrupt.signum or 0)
+    try:
+        job.cancel()
+    except api_exceptions.GoogleAPICallError as error:
+        job_id = job.resource_name.rsplit("/", 1)[-1]
+        print(
+            f"{interrupt.name}: cancelling {job.resource_name} failed ({error.message}); it goes "
+            f"on until its {settings.timeout_minutes}-minute timeout unless you run `gcloud ai "
+            f"custom-jobs cancel {job_id} --project {settings.project} --region "
+            f"{settings.region}`",
+            file=sys.stderr,
+        )
+        return exit_code
+    print(f"{interrupt.name}: asked Vertex AI to cancel {job.resource_name}", file=sys.stderr)
+    return exit_code

@@ -10,7 +10,7 @@ recorded in run_metadata.json. AIP_CHECKPOINT_DIR is deliberately unused: the jo
 minutes, and a booster resumed from a checkpoint would lose early stopping's state and no longer
 be the model a rerun reproduces, so a restarted job retrains from the start. AIP_TENSORBOARD_LOG_DIR
 is unused too: writing event files needs a TensorBoard writer the project does not depend on, and
-metrics.json holds the evaluation.
+metrics.json holds the evaluation. Logs are JSON lines for Cloud Logging there (trainer.logs).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import lightgbm as lgb
 
 from trainer.errors import TrainerInputError
+from trainer.logs import configure_logging
 from trainer.pipeline import TrainerConfig, run, summary_table
 from trainer.ranker import RankerParams
 
@@ -140,9 +141,9 @@ def _dbt_vars(text: str | None) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    lgb.register_logger(logging.getLogger("lightgbm"))
     try:
+        configure_logging(os.environ)
+        lgb.register_logger(logging.getLogger("lightgbm"))
         config = get_args(argv)
         result = run(config)
     except TrainerInputError as error:

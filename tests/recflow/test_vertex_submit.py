@@ -1,8 +1,11 @@
 """`recflow submit`: the Vertex AI job request, checked with the SDK's own message types, the
-dry run, bad input, and staging against a local Cloud Storage emulator.
+dry run, bad input, staging against a local Cloud Storage emulator, and the job's life (created,
+followed, failed, cancelled on SIGINT/SIGTERM) through the real SDK against a local stand-in of
+the custom jobs API.
 
-Nothing here talks to Google Cloud: the job is built with anonymous credentials and never sent,
-and staging goes to `gcp-storage-emulator` on 127.0.0.1 through the real gcsfs client.
+Nothing here talks to Google Cloud: the dry-run job is built with anonymous credentials and never
+sent, staging goes to `gcp-storage-emulator` on 127.0.0.1 through the real gcsfs client, and the
+jobs that are sent go to tests/recflow/vertex_jobs_standin.py.
 """
 
 from __future__ import annotations
@@ -10,24 +13,30 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
+import signal
 import socket
-import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import gcsfs
 import pytest
 from gcp_storage_emulator.server import create_server
 from google.auth.credentials import AnonymousCredentials
-from google.cloud.aiplatform_v1.types import CustomJob, JobState, WorkerPoolSpec
+from google.cloud import aiplatform
+from google.cloud.aiplatform import initializer
+from google.cloud.aiplatform_v1.types import CustomJob, WorkerPoolSpec
+from google.oauth2.credentials import Credentials
+from vertex_jobs_standin import VertexCustomJobs, vertex_custom_jobs
 
 from recflow import vertex_submit
-from recflow.settings import REPO_ROOT
+from recflow.trainer_image import image_tag
 from recflow.vertex_submit import (
-    DEFAULT_IMAGE,
     DEFAULT_MACHINE_TYPE,
+    DEFAULT_TIMEOUT_MINUTES,
     EXIT_BAD_INPUT,
     RunPlan,
     SubmitError,
@@ -43,6 +52,8 @@ SETTINGS = VertexSettings(
     bq_dataset="recflow_features",
     prefix="training",
     service_account="trainer@recflow-prod.iam.gserviceaccount.com",
+    image="europe-west4-docker.pkg.dev/recflow-prod/recflow/trainer:0123456789abcdef",
+    timeout_minutes=90,
 )
 ENV_SETTINGS = {
     "RECFLOW_GCP_PROJECT": "recflow-prod",
@@ -77,7 +88,6 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def plan_for(manifest: Path, **overrides: object) -> RunPlan:
     fields = {
         "run_id": RUN_ID,
-        "sdist_name": "recflow-0.1.0.tar.gz",
         "manifest_path": manifest,
         "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
         "git_commit": COMMIT,
@@ -108,24 +118,28 @@ def test_job_request_is_the_sdks_custom_job_with_every_setting(manifest: Path) -
     assert isinstance(pool, WorkerPoolSpec)
     assert pool.machine_spec.machine_type == DEFAULT_MACHINE_TYPE
     assert pool.replica_count == 1
-    package = pool.python_package_spec
-    assert package.executor_image_uri == DEFAULT_IMAGE
+    assert "python_package_spec" not in pool  # the training container, not a prebuilt one
+    container = pool.container_spec
+    assert container.image_uri == SETTINGS.image
+    assert not container.command  # the image's ENTRYPOINT: python -m trainer.task
     root = f"gs://recflow-artifacts/training/runs/{RUN_ID}"
-    assert list(package.package_uris) == [f"{root}/inputs/recflow-0.1.0.tar.gz"]
-    assert package.python_module == "trainer.task"
-    assert list(package.args) == [
+    assert list(container.args) == [
         "--warehouse-uri",
         "bq://recflow-prod.recflow_features",
         "--features-schema",
         "recflow_features",
         "--manifest",
         f"{root}/inputs/manifest.json",
+        "--recommendations-table",
+        "",
         "--num-boost-round=500",
     ]
-    assert {variable.name: variable.value for variable in package.env} == {
+    assert {variable.name: variable.value for variable in container.env} == {
         "GIT_COMMIT": COMMIT,
         "PYTHONUNBUFFERED": "1",
+        "RECFLOW_LOG_FORMAT": "json",
     }
+    assert request.job_spec.scheduling.timeout.total_seconds() == 90 * 60
     assert request.job_spec.service_account == SETTINGS.service_account
     # Vertex AI sets AIP_MODEL_DIR to <base_output_directory>/model/.
     assert request.job_spec.base_output_directory.output_uri_prefix == root
@@ -154,12 +168,12 @@ def test_bigquery_project_and_image_and_machine_are_configurable(manifest: Path)
     )
     (pool,) = job._gca_resource.job_spec.worker_pool_specs
     assert pool.machine_spec.machine_type == "n2-highmem-8"
-    assert pool.python_package_spec.executor_image_uri == settings.image
-    assert list(pool.python_package_spec.args)[:2] == ["--warehouse-uri", "bq://data-project.marts"]
-    assert list(pool.python_package_spec.package_uris) == [
-        f"gs://b/runs/{RUN_ID}/inputs/recflow-0.1.0.tar.gz"
-    ]
+    assert pool.container_spec.image_uri == settings.image
+    assert list(pool.container_spec.args)[:2] == ["--warehouse-uri", "bq://data-project.marts"]
+    assert f"gs://b/runs/{RUN_ID}/inputs/manifest.json" in pool.container_spec.args
     assert job._gca_resource.job_spec.service_account == ""
+    timeout = job._gca_resource.job_spec.scheduling.timeout
+    assert timeout.total_seconds() == DEFAULT_TIMEOUT_MINUTES * 60
 
 
 @pytest.mark.parametrize(
@@ -200,10 +214,15 @@ def test_dry_run_prints_the_request_as_json_without_credentials(
     request = CustomJob.from_json(captured.out)
     (pool,) = request.job_spec.worker_pool_specs
     root = f"gs://recflow-artifacts/recflow/runs/{RUN_ID}"  # default prefix, gs:// stripped
-    assert list(pool.python_package_spec.package_uris) == [
-        f"{root}/inputs/{vertex_submit.sdist_filename(REPO_ROOT)}"
-    ]
-    assert pool.python_package_spec.python_module == "trainer.task"
+    # The locked training image of this checkout, in the default repository.
+    assert pool.container_spec.image_uri == (
+        f"europe-west4-docker.pkg.dev/recflow-prod/recflow/trainer:{image_tag()}"
+    )
+    # The job writes nothing served: the trainer's serving table is '' (no write-back).
+    args = list(pool.container_spec.args)
+    assert args[args.index("--recommendations-table") + 1] == ""
+    assert f"{root}/inputs/manifest.json" in args
+    assert request.job_spec.scheduling.timeout.total_seconds() == DEFAULT_TIMEOUT_MINUTES * 60
     assert request.job_spec.base_output_directory.output_uri_prefix == root
     assert request.labels["git_commit"] == "v1_2_feature"
     manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
@@ -211,16 +230,11 @@ def test_dry_run_prints_the_request_as_json_without_credentials(
     # The same message the SDK builds, field for field.
     expected = vertex_submit.build_custom_job(
         vertex_submit.settings_from({}, ENV_SETTINGS),
-        plan_for(
-            manifest,
-            git_commit="v1.2/Feature",
-            sdist_name=vertex_submit.sdist_filename(REPO_ROOT),
-            trainer_args=(),
-        ),
+        plan_for(manifest, git_commit="v1.2/Feature", trainer_args=()),
         credentials=AnonymousCredentials(),
     )._gca_resource
     assert request == expected
-    assert "nothing was built, staged or submitted" in captured.err
+    assert "nothing was staged or submitted" in captured.err
 
 
 @pytest.mark.usefixtures("no_credentials")
@@ -243,8 +257,63 @@ def test_flags_override_the_environment(
     assert code == 0
     (pool,) = request.job_spec.worker_pool_specs
     assert pool.machine_spec.machine_type == "n2-standard-8"
-    assert "bq://other-project.recflow_features" in pool.python_package_spec.args
+    assert "bq://other-project.recflow_features" in pool.container_spec.args
     assert request.job_spec.service_account == "sa@other-project.iam.gserviceaccount.com"
+
+
+@pytest.mark.usefixtures("no_credentials")
+@pytest.mark.parametrize(
+    ("flags", "environ", "image", "timeout_minutes"),
+    [
+        (
+            ("--image-repository", "us-docker.pkg.dev/shared/images", "--timeout-minutes", "45"),
+            {},
+            "us-docker.pkg.dev/shared/images/trainer:{tag}",
+            45,
+        ),
+        (
+            (),
+            {"RECFLOW_IMAGE_REPOSITORY": "eu.gcr.io/x", "RECFLOW_VERTEX_TIMEOUT_MINUTES": "30"},
+            "eu.gcr.io/x/trainer:{tag}",
+            30,
+        ),
+        (("--image", "example.com/hand-built:1"), {}, "example.com/hand-built:1", 120),
+    ],
+)
+def test_image_and_timeout_are_settings(
+    manifest: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: tuple[str, ...],
+    environ: dict[str, str],
+    image: str,
+    timeout_minutes: int,
+) -> None:
+    for name, value in {**ENV_SETTINGS, **environ}.items():
+        monkeypatch.setenv(name, value)
+    assert submit("--manifest", str(manifest), *flags, "--dry-run") == 0
+    request = CustomJob.from_json(capsys.readouterr().out)
+    (pool,) = request.job_spec.worker_pool_specs
+    assert pool.container_spec.image_uri == image.format(tag=image_tag())
+    assert request.job_spec.scheduling.timeout.total_seconds() == timeout_minutes * 60
+
+
+@pytest.mark.usefixtures("no_credentials")
+@pytest.mark.parametrize(
+    "argument",
+    ["--recommendations-table=ml.batch_recommendations", "--recommendations-table", "--recom=x"],
+)
+def test_a_trainer_argument_that_would_write_the_serving_table_is_refused(
+    manifest: Path, capsys: pytest.CaptureFixture[str], argument: str
+) -> None:
+    code = submit(
+        *("--project", "p", "--region", "europe-west4", "--bucket", "b", "--bq-dataset", "d"),
+        *("--manifest", str(manifest), f"--trainer-arg={argument}", "--dry-run"),
+    )
+    assert code == EXIT_BAD_INPUT
+    message = capsys.readouterr().err
+    assert "never writes the serving table" in message
+    assert argument in message
 
 
 @pytest.mark.usefixtures("no_credentials")
@@ -269,6 +338,9 @@ def test_missing_settings_are_named_with_flag_and_variable(
         (("--bucket", "gs://bucket/with/folder"), "must be a bucket name"),
         (("--run-id", "Not A Label"), "--run-id 'Not A Label' must be"),
         (("--region", "moon-central1"), "Unsupported region"),
+        (("--timeout-minutes", "0"), "--timeout-minutes / $RECFLOW_VERTEX_TIMEOUT_MINUTES must"),
+        (("--timeout-minutes", "10081"), "from 1 to 10080 (7 days), got '10081'"),
+        (("--timeout-minutes", "1.5"), "a whole number of minutes"),
     ],
 )
 def test_invalid_settings_exit_2(
@@ -297,12 +369,8 @@ def test_missing_manifest_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 @pytest.mark.usefixtures("no_credentials")
 def test_real_submit_without_credentials_explains_adc_and_stages_nothing(
-    manifest: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    manifest: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def fail_build(*args: object, **kwargs: object) -> Path:
-        raise AssertionError("built the sdist without credentials")
-
-    monkeypatch.setattr(vertex_submit, "build_sdist", fail_build)
     code = submit(
         *("--project", "p", "--region", "europe-west4", "--bucket", "b", "--bq-dataset", "d"),
         *("--manifest", str(manifest)),
@@ -317,65 +385,141 @@ def test_real_submit_without_credentials_explains_adc_and_stages_nothing(
 # --- the job's end ------------------------------------------------------------------------------
 
 
-class CreatedJob:
-    """Stands in for a CustomJob after `submit()`: only what `run_job` reads. The request itself
-    is checked above with the SDK's types; this checks how its end maps to an exit code."""
+# --- the job's life through the SDK, against the custom jobs stand-in --------------------------
 
-    resource_name = "projects/123/locations/europe-west4/customJobs/456"
-
-    def __init__(self, state: JobState, failure: str | None = None) -> None:
-        self._gca_resource = SimpleNamespace(state=state)
-        self.failure = failure
-        self.service_account: str | None = None
-
-    def submit(self, *, service_account: str | None) -> None:
-        self.service_account = service_account
-
-    def wait_for_completion(self) -> None:
-        if self.failure:  # what the SDK raises for a failed or cancelled job
-            raise RuntimeError(f"Job failed with:\n{self.failure}")
-
-    def _dashboard_uri(self) -> str:
-        return "https://console.cloud.google.com/vertex-ai/training/456?project=123"
+JOBS_PATH = "/v1/projects/recflow-prod/locations/europe-west4/customJobs"
+# After creation the SDK names the job as the service does, by project number.
+JOB_PATH = "/v1/projects/123456789012/locations/europe-west4/customJobs/{job_id}"
+# The SDK polls a job every 5 s; a signal is sent once the first poll was answered.
+SIGNAL_WAIT_S = 30
 
 
-def test_a_succeeded_job_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    job = CreatedJob(JobState.JOB_STATE_SUCCEEDED)
-    assert vertex_submit.run_job(job, SETTINGS, wait=True) == 0  # type: ignore[arg-type]
-    assert job.service_account == SETTINGS.service_account
-    assert "job succeeded: projects/123/locations/europe-west4/customJobs/456" in (
+@pytest.fixture
+def jobs_standin() -> Iterator[VertexCustomJobs]:
+    """The stand-in, with the SDK's global endpoint pointed at it for the test only."""
+    config = initializer.global_config
+    saved = (config._api_endpoint, config._api_transport)
+    with vertex_custom_jobs() as state:
+        aiplatform.init(api_endpoint=state.url, api_transport="rest")
+        try:
+            yield state
+        finally:
+            config._api_endpoint, config._api_transport = saved
+
+
+def sent_job(manifest: Path) -> aiplatform.CustomJob:
+    """The job `submit` builds, with credentials the stand-in accepts."""
+    return vertex_submit.build_custom_job(
+        SETTINGS, plan_for(manifest), credentials=Credentials(token="standin-token")
+    )
+
+
+def test_the_created_job_is_the_dry_run_request_and_its_success_exits_0(
+    jobs_standin: VertexCustomJobs, manifest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs_standin.states = ["JOB_STATE_SUCCEEDED"]
+    job = sent_job(manifest)
+    dry_run = json.loads(vertex_submit.request_json(job))
+    assert vertex_submit.run_job(job, SETTINGS, wait=True) == 0
+    (create,) = jobs_standin.sent("POST", JOBS_PATH)
+    assert create.json() == dry_run
+    assert create.json()["jobSpec"]["scheduling"]["timeout"] == "5400s"
+    assert jobs_standin.sent("GET", JOB_PATH.format(job_id="[0-9]+"))
+    assert not jobs_standin.sent("POST", ".*:cancel")
+    assert "job succeeded: projects/123456789012/locations/europe-west4/customJobs/" in (
         capsys.readouterr().err
     )
 
 
-def test_a_failed_job_names_itself_its_console_page_and_the_error() -> None:
-    job = CreatedJob(JobState.JOB_STATE_FAILED, failure="code: 3 message: trainer exited 2")
-    with pytest.raises(SubmitError) as raised:
-        vertex_submit.run_job(job, SETTINGS, wait=True)  # type: ignore[arg-type]
-    message = str(raised.value)
+def test_a_failed_job_through_the_sdk_names_the_error(
+    jobs_standin: VertexCustomJobs, manifest: Path
+) -> None:
+    jobs_standin.states = ["JOB_STATE_FAILED"]
+    with pytest.raises(
+        SubmitError, match=r"(?s)job JOB_STATE_FAILED: .*non-zero status of 2"
+    ) as raised:
+        vertex_submit.run_job(sent_job(manifest), SETTINGS, wait=True)
     assert raised.value.exit_code == 1
-    assert message.startswith("job JOB_STATE_FAILED: " + CreatedJob.resource_name)
-    assert "console: https://console.cloud.google.com/" in message
-    assert "trainer exited 2" in message
 
 
-def test_a_job_that_ends_without_success_is_a_failure() -> None:
+def test_a_job_that_ends_without_success_is_a_failure(
+    jobs_standin: VertexCustomJobs, manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vertex_submit, "POLL_SECONDS", 0.1)  # polled until it ends
+    jobs_standin.states = ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_PAUSED"]
     with pytest.raises(SubmitError, match="job ended JOB_STATE_PAUSED"):
-        job = CreatedJob(JobState.JOB_STATE_PAUSED)
-        vertex_submit.run_job(job, SETTINGS, wait=True)  # type: ignore[arg-type]
+        vertex_submit.run_job(sent_job(manifest), SETTINGS, wait=True)
+    assert len(jobs_standin.sent("GET", JOB_PATH.format(job_id="[0-9]+"))) == 3
 
 
-def test_no_wait_returns_once_created() -> None:
-    job = CreatedJob(JobState.JOB_STATE_PENDING, failure="never polled")
-    assert vertex_submit.run_job(job, SETTINGS, wait=False) == 0  # type: ignore[arg-type]
+def test_no_wait_returns_once_created(jobs_standin: VertexCustomJobs, manifest: Path) -> None:
+    assert vertex_submit.run_job(sent_job(manifest), SETTINGS, wait=False) == 0
+    assert len(jobs_standin.sent("POST", JOBS_PATH)) == 1
+    assert not jobs_standin.sent("GET", JOB_PATH.format(job_id="[0-9]+"))
 
 
-# --- building and staging ----------------------------------------------------------------------
+def _signal_once_followed(
+    state: VertexCustomJobs, signum: int, *, errors: list[BaseException]
+) -> threading.Thread:
+    def send() -> None:
+        if state.first_get.wait(SIGNAL_WAIT_S):
+            os.kill(os.getpid(), signum)
+        else:
+            errors.append(TimeoutError("the job was never polled"))
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
 
 
-@pytest.fixture(scope="module")
-def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return vertex_submit.build_sdist(REPO_ROOT, tmp_path_factory.mktemp("sdist"))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_an_interrupt_while_following_cancels_the_job(
+    jobs_standin: VertexCustomJobs,
+    manifest: Path,
+    capsys: pytest.CaptureFixture[str],
+    signum: signal.Signals,
+) -> None:
+    """What a cancelled or timed-out workflow does to `recflow submit`: a real signal to this
+    process while the SDK waits between polls."""
+    errors: list[BaseException] = []
+    sender = _signal_once_followed(jobs_standin, signum, errors=errors)
+    before = signal.getsignal(signum)
+    code = vertex_submit.run_job(sent_job(manifest), SETTINGS, wait=True)
+    sender.join(SIGNAL_WAIT_S)
+    assert not errors
+    assert code == 128 + signum
+    (job_id,) = jobs_standin.jobs
+    (cancel,) = jobs_standin.sent("POST", JOB_PATH.format(job_id=job_id) + ":cancel")
+    assert cancel.body in (b"", b"{}")
+    assert jobs_standin.jobs[job_id].state == "JOB_STATE_CANCELLING"
+    err = capsys.readouterr().err
+    assert f"{signum.name}: asked Vertex AI to cancel projects/123456789012/" in err
+    assert signal.getsignal(signum) is before  # the handlers are put back
+
+
+def test_sigterm_after_sigint_does_not_stop_the_cancellation(
+    jobs_standin: VertexCustomJobs, manifest: Path
+) -> None:
+    """GitHub Actions follows SIGINT with SIGTERM: the second must not cut the cancel short."""
+    sent_sigterm = threading.Event()
+
+    def sigterm_while_cancelling() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        sent_sigterm.set()
+        time.sleep(0.5)  # the cancel request stays open while the signal is handled
+
+    jobs_standin.on_cancel = sigterm_while_cancelling
+    errors: list[BaseException] = []
+    _signal_once_followed(jobs_standin, signal.SIGINT, errors=errors)
+    code = vertex_submit.run_job(sent_job(manifest), SETTINGS, wait=True)
+    assert not errors
+    assert sent_sigterm.is_set()
+    assert code == 128 + signal.SIGINT
+    (job_id,) = jobs_standin.jobs
+    assert jobs_standin.jobs[job_id].state == "JOB_STATE_CANCELLING"
+
+
+# --- staging ------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -394,51 +538,28 @@ def storage_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         server.stop()
 
 
-def test_sdist_holds_the_trainer_and_declares_no_dbt(sdist: Path) -> None:
-    assert sdist.name == vertex_submit.sdist_filename(REPO_ROOT)
-    with tarfile.open(sdist) as archive:
-        names = archive.getnames()
-        root = names[0].split("/")[0]
-        metadata = archive.extractfile(f"{root}/PKG-INFO")
-        assert metadata is not None
-        pkg_info = metadata.read().decode()
-    assert f"{root}/trainer/task.py" in names
-    requirements = [
-        line.removeprefix("Requires-Dist: ")
-        for line in pkg_info.splitlines()
-        if line.startswith("Requires-Dist: ") and "extra ==" not in line
-    ]
-    assert any(requirement.startswith("lightgbm") for requirement in requirements)
-    assert not [requirement for requirement in requirements if "dbt" in requirement]
-
-
-def test_staging_uploads_the_sdist_and_manifest_where_the_job_points(
-    storage_emulator: str, sdist: Path, manifest: Path
+def test_staging_uploads_the_manifest_where_the_job_points(
+    storage_emulator: str, manifest: Path
 ) -> None:
     settings = VertexSettings(
-        project="p", region="europe-west4", bucket=storage_emulator, bq_dataset="d"
+        project="p", region="europe-west4", bucket=storage_emulator, bq_dataset="d", image="i"
     )
-    plan = plan_for(manifest, sdist_name=sdist.name)
-    staged = vertex_submit.stage_inputs(settings, plan, sdist, token="anon")
+    plan = plan_for(manifest)
+    staged = vertex_submit.stage_inputs(settings, plan, token="anon")
 
     job = vertex_submit.build_custom_job(settings, plan, credentials=AnonymousCredentials())
     (pool,) = job._gca_resource.job_spec.worker_pool_specs
-    package_uri = pool.python_package_spec.package_uris[0]
-    manifest_uri = pool.python_package_spec.args[
-        list(pool.python_package_spec.args).index("--manifest") + 1
-    ]
-    assert staged == [package_uri, manifest_uri]
+    args = list(pool.container_spec.args)
+    manifest_uri = args[args.index("--manifest") + 1]
+    assert staged == [manifest_uri]
     storage = gcsfs.GCSFileSystem(token="anon", skip_instance_cache=True)
-    assert storage.cat_file(package_uri) == sdist.read_bytes()
     assert storage.cat_file(manifest_uri) == manifest.read_bytes()
 
 
-def test_staging_to_a_missing_bucket_says_so(
-    storage_emulator: str, sdist: Path, manifest: Path
-) -> None:
+def test_staging_to_a_missing_bucket_says_so(storage_emulator: str, manifest: Path) -> None:
     settings = VertexSettings(project="p", region="europe-west4", bucket="no-such", bq_dataset="d")
     with pytest.raises(SubmitError, match=r"gs://no-such/.*the bucket does not exist"):
-        vertex_submit.stage_inputs(settings, plan_for(manifest), sdist, token="anon")
+        vertex_submit.stage_inputs(settings, plan_for(manifest), token="anon")
 
 
 def test_run_dir_out_names_the_directory_the_trainer_writes(manifest: Path, tmp_path: Path) -> None:

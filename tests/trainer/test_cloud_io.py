@@ -567,6 +567,15 @@ def vertex_env(tmp_path: Path, storage: EmulatedStorage, model_dir: str) -> dict
     )
 
 
+def logged(result: TrainerResult) -> str:
+    """What a run logged, one message a line: on Vertex AI the records are JSON lines on stdout
+    (trainer.logs), anything else (an uncaught error, the `trainer:` message) is stderr."""
+    messages = [
+        json.loads(line)["message"] for line in result.stdout.splitlines() if line.startswith("{")
+    ]
+    return "\n".join([*messages, result.stderr])
+
+
 def vertex_args(warehouse: Path, manifest: Path | str) -> list[str]:
     """The trainer's arguments as a Vertex job passes them: no --output-dir."""
     return [
@@ -602,6 +611,10 @@ def test_a_vertex_job_writes_its_run_directory_to_aip_model_dir(
 
     assert result.returncode == 0, result.stderr
     assert f"gs://{BUCKET}/models/run1" in result.stdout
+    # Cloud Logging reads each record's severity from its JSON line; stderr would be ERROR.
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {record["severity"] for record in records} == {"INFO"}
+    assert any("training on" in record["message"] for record in records)
     objects = storage.objects(f"{BUCKET}/models/run1")
     assert {name.rpartition("/")[2] for name in objects} == RUN_ARTIFACTS
     fs = storage.fs
@@ -643,10 +656,10 @@ def test_a_failure_after_training_leaves_nothing_under_the_gcs_prefix(
     )
 
     assert_exit_2(result, "Cannot write table ml.batch_recommendations")
-    assert "training on" in result.stderr
+    assert "training on" in logged(result)
     uploaded = len(RUN_ARTIFACTS) - 1
     assert f"deleted {uploaded} objects of the failed run gs://{BUCKET}/models/failed" in (
-        result.stderr
+        logged(result)
     )
     assert storage.objects(f"{BUCKET}/models/failed") == []
     assert frame(warehouse, "select note from ml.batch_recommendations")["note"].tolist() == [
@@ -688,5 +701,5 @@ def test_an_unusable_gcs_run_directory_is_refused_before_training(
     )
 
     assert_exit_2(result, *fragments)
-    assert "training on" not in result.stderr
+    assert "training on" not in logged(result)
     assert storage.fs.cat(f"{BUCKET}/models/leftover/model.txt") == b"an earlier attempt\n"
