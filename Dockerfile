@@ -1,6 +1,7 @@
 # The Vertex AI training container: Python 3.11 (as the tests), the trainer's locked dependencies
-# (requirements-trainer.lock, the trainer's part of requirements.lock) and the `trainer` package;
-# no dbt, no recflow command line. Tagged by `recflow trainer-image` with a hash of what this file
+# (requirements-trainer.lock, the trainer's and the gate's part of requirements.lock), the
+# `trainer` package and the `recflow` package for the gate's job (`python -m
+# recflow.promotion.command gate`, set by `recflow gate-job`); no dbt. Tagged by `recflow trainer-image` with a hash of what this file
 # copies; built and pushed by the continuous-training workflow when that tag is new.
 FROM python:3.11.7-slim-bookworm
 
@@ -22,6 +23,7 @@ COPY requirements-trainer.lock ./
 RUN python -m pip install --no-deps --only-binary=:all: --requirement requirements-trainer.lock \
     && python -m pip check
 COPY trainer/ trainer/
+COPY recflow/ recflow/
 
 USER trainer
 ENTRYPOINT ["python", "-m", "trainer.task"]

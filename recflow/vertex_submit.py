@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 # No longer what a job runs (that is the training container); recflow.promotion.registry still
 # records it as a model version's container until its own change for issue 14 lands.
-DEFAULT_IMAGE = "us-docker.pkg.dev/vertex-ai/training/pytorch-cpu.2-4.py311:latest"
 DEFAULT_MACHINE_TYPE = "e2-standard-4"
 DEFAULT_PREFIX = "recflow"
 # The job's running time limit (scheduling.timeout). The continuous-training workflow's `train`

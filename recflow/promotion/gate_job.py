@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recflow import vertex_submit
-from recflow.settings import REPO_ROOT
 from trainer.task import git_commit
 
 if TYPE_CHECKING:
@@ -92,7 +91,6 @@ def _gate_job(args: argparse.Namespace) -> int:
         settings,
         args.run_dir,
         git_commit=args.git_commit or git_commit(),
-        sdist_name=vertex_submit.sdist_filename(REPO_ROOT),
     )
     arguments = gate_arguments(
         settings,
@@ -122,14 +120,13 @@ def _gate_job(args: argparse.Namespace) -> int:
 
 
 def gate_plan(
-    settings: vertex_submit.VertexSettings, run_dir: str, *, git_commit: str, sdist_name: str
+    settings: vertex_submit.VertexSettings, run_dir: str, *, git_commit: str
 ) -> vertex_submit.RunPlan:
-    """The training run's plan, seen from its run directory: the job reuses its staged package
-    and its GCS folder. The run directory must be one `recflow submit` made with these
-    settings (gs://BUCKET/PREFIX/runs/RUN_ID/model)."""
+    """The training run's plan, seen from its run directory: the job runs in its GCS folder.
+    The run directory must be one `recflow submit` made with these settings
+    (gs://BUCKET/PREFIX/runs/RUN_ID/model)."""
     probe = vertex_submit.RunPlan(
         run_id="RUN_ID",
-        sdist_name=sdist_name,
         manifest_path=Path(),
         manifest_sha256="",
         git_commit=git_commit,
@@ -140,13 +137,12 @@ def gate_plan(
     if not match:
         raise vertex_submit.BadInputError(
             f"--run-dir {run_dir!r} is not a run directory of `recflow submit` with these "
-            f"settings ({probe.run_dir(settings)}, RUN_ID the run's id): the gate job reuses "
-            "the training run's staged package, so pass the URI --run-dir-out wrote"
+            f"settings ({probe.run_dir(settings)}, RUN_ID the run's id): pass the URI "
+            "--run-dir-out wrote"
         )
     run_id = match.group(1)
     return vertex_submit.RunPlan(
         run_id=run_id,
-        sdist_name=sdist_name,
         manifest_path=Path(),
         manifest_sha256="",
         git_commit=git_commit,
@@ -200,9 +196,8 @@ def build_gate_job(
     *,
     credentials: Credentials,
 ) -> aiplatform.CustomJob:
-    """The training job's request with the gate as its entry point: whatever the training job
-    runs on (a prebuilt container with the staged package, or a custom container), the gate
-    runs on the same."""
+    """The training job's request with the gate as its entry point: the same image (the
+    Dockerfile holds the gate's package and dependencies), machine and service settings."""
     from google.cloud.aiplatform_v1.types import EnvVar
 
     job = vertex_submit.build_custom_job(settings, plan, credentials=credentials)
@@ -211,12 +206,7 @@ def build_gate_job(
         EnvVar(name=item["name"], value=item["value"]) for item in gate_env(settings, plan, environ)
     ]
     for pool in resource.job_spec.worker_pool_specs:
-        if pool.python_package_spec.python_module:
-            package = pool.python_package_spec
-            package.python_module = GATE_MODULE
-            package.args = list(arguments)
-            package.env = env
-        elif pool.container_spec.image_uri:
+        if pool.container_spec.image_uri:
             container = pool.container_spec
             container.command = ["python", "-m", GATE_MODULE]
             container.args = list(arguments)

@@ -13,7 +13,7 @@ from google.cloud.aiplatform_v1.types import CustomJob
 from recflow import vertex_submit
 from recflow.promotion import command
 from recflow.promotion.gate_job import GATE_MODULE, read_decision
-from recflow.settings import REPO_ROOT
+from recflow.trainer_image import image_tag
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 RUN_ID = "20260105t101500000000z"
@@ -47,14 +47,11 @@ def test_dry_run_is_the_training_request_running_the_gate(
     assert code == 0, captured.err
     job = CustomJob.from_json(captured.out)
     (pool,) = job.job_spec.worker_pool_specs
-    package = pool.python_package_spec
-    # The gate runs in the training run's container, from the package that run staged.
-    assert package.executor_image_uri == vertex_submit.DEFAULT_IMAGE
-    assert list(package.package_uris) == [
-        f"{ROOT}/inputs/{vertex_submit.sdist_filename(REPO_ROOT)}"
-    ]
-    assert package.python_module == GATE_MODULE
-    assert list(package.args) == [
+    container = pool.container_spec
+    # The gate runs in the training image, as its own entry point.
+    assert container.image_uri.endswith(f"/trainer:{image_tag()}")
+    assert list(container.command) == ["python", "-m", GATE_MODULE]
+    assert list(container.args) == [
         "gate",
         "--run-dir",
         f"{ROOT}/model",
@@ -69,7 +66,7 @@ def test_dry_run_is_the_training_request_running_the_gate(
         "--tolerance",
         "0.01",
     ]
-    env = {item.name: item.value for item in package.env}
+    env = {item.name: item.value for item in container.env}
     assert env["RECFLOW_GCP_PROJECT"] == "recflow-prod"
     assert env["RECFLOW_GCP_REGION"] == "europe-west4"
     assert env["RECFLOW_VERTEX_EXPERIMENT"] == "ranker-experiments"

@@ -57,7 +57,7 @@ def test_image_installs_exactly_the_trainers_locked_wheels() -> None:
         f"{TRAINER_LOCK.name} && python -m pip check"
     ]
     copies = [copy.split() for copy in instructions("COPY")]
-    assert copies == [[TRAINER_LOCK.name, "./"], ["trainer/", "trainer/"]]
+    assert copies == [[TRAINER_LOCK.name, "./"], ["trainer/", "trainer/"], ["recflow/", "recflow/"]]
 
 
 def test_the_trainer_lock_is_the_trainers_part_of_the_lock() -> None:
@@ -68,8 +68,10 @@ def test_the_trainer_lock_is_the_trainers_part_of_the_lock() -> None:
     pins = [line for line in TRAINER_LOCK.read_text().splitlines() if not line.startswith("#")]
     assert pins and set(pins) <= lock_lines
     names = {pin.split("==")[0].lower() for pin in pins}
+    # The trainer's, and the gate job's (Model Registry, Experiments); never dbt.
     assert {"lightgbm", "pyarrow", "duckdb", "google-cloud-bigquery", "implicit"} <= names
-    assert not {name for name in names if name.startswith("dbt") or "aiplatform" in name}
+    assert "google-cloud-aiplatform" in names
+    assert not {name for name in names if name.startswith("dbt")}
 
 
 def test_trainer_requirements_follow_requirements_and_their_markers() -> None:
@@ -110,11 +112,12 @@ def context(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_image_inputs_are_the_dockerfile_the_trainer_lock_and_the_trainer_sources() -> None:
+def test_image_inputs_are_the_dockerfile_the_trainer_lock_and_the_python_sources() -> None:
     inputs = {path.relative_to(REPO_ROOT).as_posix() for path in trainer_image.image_inputs()}
     sources = {
         path.relative_to(REPO_ROOT).as_posix()
-        for path in (REPO_ROOT / "trainer").rglob("*")
+        for package in ("trainer", "recflow")
+        for path in (REPO_ROOT / package).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }
     assert inputs == {"Dockerfile", TRAINER_LOCK.name, *sources}

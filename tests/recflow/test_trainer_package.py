@@ -155,7 +155,7 @@ def test_install_steps_run_from_the_lock_and_leave_a_consistent_environment(
         check=False,
     )
     assert checked.returncode == 0, checked.stdout
-    # Exactly the trainer's part of the lock: nothing else came in (no dbt, no aiplatform).
+    # Exactly the trainer's and the gate's part of the lock: nothing else came in (no dbt).
     frozen = subprocess.run(
         [str(image.python), "-m", "pip", "freeze", "--all"],
         env=image.env,
@@ -171,7 +171,7 @@ def test_install_steps_run_from_the_lock_and_leave_a_consistent_environment(
     }
     installed = {line.replace("_", "-") for line in frozen.splitlines()}
     assert pins <= installed
-    assert not {line for line in installed if line.startswith(("dbt", "google-cloud-aiplatform"))}
+    assert not {line for line in installed if line.startswith("dbt")}
 
 
 def test_entrypoint_runs_the_trainer_from_the_copied_package(image: ReplayedImage) -> None:
@@ -188,6 +188,21 @@ def test_entrypoint_runs_the_trainer_from_the_copied_package(image: ReplayedImag
         check=True,
     )
     assert Path(where.stdout.strip()).is_relative_to(image.workdir / "trainer")
+
+
+def test_the_gate_job_entry_point_runs_in_the_image(image: ReplayedImage) -> None:
+    """`recflow gate-job` runs `python -m recflow.promotion.command gate` in this image."""
+    helped = subprocess.run(
+        [str(image.python), "-m", "recflow.promotion.command", "gate", "--help"],
+        cwd=image.workdir,
+        env=image.env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "--run-dir" in helped.stdout
 
 
 def test_the_image_trains_on_the_tiny_warehouse_and_logs_json(
