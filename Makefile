@@ -11,8 +11,8 @@ export RECFLOW_DATA_DIR ?= $(CURDIR)/data/sample
 export RECFLOW_DUCKDB_PATH ?= $(CURDIR)/data/warehouse.duckdb
 
 .PHONY: install run ct sample build test lint format sqlfmt lock clean review bench
-.PHONY: build-serving pytest test-fast lint-python lint-sql lint-sql-changed lint-workflows
-.PHONY: trainer-image trainer-image-push
+.PHONY: build-serving freshness pytest test-fast lint-python lint-sql lint-sql-changed
+.PHONY: lint-workflows trainer-image trainer-image-push
 
 install: $(VENV)/.installed .ci/node_modules/.installed
 
@@ -49,6 +49,12 @@ build: install
 ## measured in its own process, written to docs/benchmarks.md. Other scales: recflow bench --scale.
 bench: install
 	$(BIN)/recflow bench
+
+## dbt source freshness of the raw events (thresholds in dbt/models/staging/app/_app__sources.yml,
+## RECFLOW_FRESHNESS_*_AFTER_HOURS): exit 1 when stale, with the latest load in the log. The
+## continuous-training workflow runs it before the production build.
+freshness: install
+	$(BIN)/dbt source freshness --project-dir dbt --select source:app.events
 
 ## The models and tests over the trainer's batch recommendations (after training).
 build-serving: install

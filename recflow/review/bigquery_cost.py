@@ -76,10 +76,14 @@ class BigQuerySettings:
 
 @dataclass(frozen=True)
 class DryRun:
-    """One dry run: the bytes BigQuery would process, or why it could not tell."""
+    """One dry run: the bytes BigQuery would process, or why it could not tell.
+
+    `error` is the API's message (it can hold table names and the SQL's values): it goes to the
+    job log and review.json, never to the public report, which shows only `reason`."""
 
     bytes_processed: int | None = None
     error: str | None = None  # "<reason>: <message>" from the API, or why nothing was sent
+    reason: str | None = None  # the API's reason code (notFound, invalidQuery, ...) or ours
 
 
 @dataclass(frozen=True)
@@ -163,19 +167,20 @@ def dry_run(client: bigquery.Client, sql: str, location: str) -> DryRun:
     try:
         job = client.query(sql, job_config=config, location=location)
     except GoogleAPICallError as error:
-        return DryRun(error=_api_reason(error))
+        reason, message = _api_reason(error)
+        return DryRun(error=f"{reason}: {message}", reason=reason)
     except (RefreshError, TransportError) as error:
         raise BigQueryDryRunError(f"BigQuery credentials were refused: {error}") from error
     return DryRun(bytes_processed=job.total_bytes_processed)
 
 
-def _api_reason(error: Any) -> str:
-    """`reason: message` of the first error the API returned (e.g. notFound, invalidQuery)."""
+def _api_reason(error: Any) -> tuple[str, str]:
+    """(reason, message) of the first error the API returned (e.g. notFound, invalidQuery)."""
     details = list(getattr(error, "errors", None) or [])
     first = details[0] if details and isinstance(details[0], Mapping) else {}
     reason = first.get("reason") or getattr(error, "reason", None) or type(error).__name__
     message = first.get("message") or getattr(error, "message", None) or str(error)
-    return f"{reason}: {message}"
+    return str(reason), str(message)
 
 
 def dry_run_changed(
@@ -195,7 +200,10 @@ def dry_run_changed(
             if node is not None:
                 rows_meta.setdefault(uid, node.get("name", uid))
                 jobs.append((uid, side, node.get("compiled_code")))
-    missing_sql = DryRun(error="no compiled SQL in the manifest: use `dbt compile --target prod`")
+    missing_sql = DryRun(
+        error="no compiled SQL in the manifest: use `dbt compile --target prod`",
+        reason="noCompiledSql",
+    )
 
     def run(job: tuple[str, str, str | None]) -> DryRun:
         uid, side, sql = job
@@ -207,6 +215,10 @@ def dry_run_changed(
     with ThreadPoolExecutor(max_workers=PARALLEL_DRY_RUNS) as pool:
         outcomes = list(pool.map(run, jobs))
     results = {(uid, side): outcome for (uid, side, _), outcome in zip(jobs, outcomes, strict=True)}
+    for (uid, side), outcome in results.items():
+        if outcome.error is not None:
+            # The job log is the only place the API's message goes (see DryRun).
+            log.warning("dry run failed for %s (%s): %s", uid, side, outcome.error)
     rows = tuple(
         DryRunRow(
             unique_id=uid,

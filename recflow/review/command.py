@@ -4,9 +4,11 @@ The I/O edge of the review: reads the two manifests and dbt/review.yml, times th
 `build_review`, writes review.md and review.json. Optionally (`--lint`) runs sqlfluff on the
 changed models' SQL files (`lint.py`), given both builds' run_results.json (and DuckDB
 files) measures each changed model's cost on both builds (`cost.py`), and with `--bigquery`
-dry-runs each changed model's production SQL on BigQuery (`bigquery_cost.py`). Exit 0 whatever
-the flags say (they are information for the reviewer); 2 when an input is missing or
-malformed, sqlfluff cannot run, or BigQuery settings or credentials are unusable.
+dry-runs each changed model's production SQL on BigQuery (`bigquery_cost.py`) and decides the
+cost gate on them (`dry_run_gate.py`). Exit 0 whatever the flags say (they are information for
+the reviewer); 1 when the BigQuery cost gate fails (the report is written first); 2 when an
+input is missing or malformed, sqlfluff cannot run, or BigQuery settings, credentials or gate
+limits are unusable.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from recflow.review.bigquery_cost import (
     require_bigquery_manifest,
 )
 from recflow.review.cost import compare_costs, load_run_results, measure
+from recflow.review.dry_run_gate import (
+    BUILDS_PER_MONTH_ENV,
+    MAX_BYTES_ENV,
+    MAX_MONTHLY_USD_ENV,
+    DryRunGateError,
+    DryRunLimits,
+    evaluate_gate,
+)
 from recflow.review.findings import Finding, ReviewConfigError, load_config
 from recflow.review.lint import LintError, lint_findings
 from recflow.review.manifest_graph import ManifestError, build_graph, load_manifest
@@ -45,6 +55,7 @@ DEFAULT_CONFIG = REPO_ROOT / "dbt" / "review.yml"
 DEFAULT_PROJECT_DIR = REPO_ROOT / "dbt"
 DEFAULT_SQLFLUFF_CONFIG = REPO_ROOT / ".sqlfluff"
 EXIT_BAD_INPUT = 2
+EXIT_GATE_FAILED = 1
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,6 +131,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bigquery.add_argument(
         "--base-bigquery-manifest", type=Path, help="the base branch's manifest compiled for prod"
     )
+    bigquery.add_argument(
+        "--max-bytes-increase",
+        type=int,
+        help="fail (exit 1) when the changed models process more than this many bytes more per "
+        f"production build (default: {MAX_BYTES_ENV}, else no limit)",
+    )
+    bigquery.add_argument(
+        "--max-monthly-usd-increase",
+        type=float,
+        help="fail (exit 1) when that increase costs more than this many USD per month "
+        f"(default: {MAX_MONTHLY_USD_ENV}, else no limit)",
+    )
+    bigquery.add_argument(
+        "--builds-per-month",
+        type=float,
+        help=f"production builds per month, for the monthly cost (default: {BUILDS_PER_MONTH_ENV}, "
+        "else 30)",
+    )
     parser.set_defaults(handler=run_review)
 
 
@@ -162,7 +191,7 @@ def run_review(args: argparse.Namespace) -> int:
             review = _with_costs(review, args)
         if args.bigquery:
             review = _with_dry_runs(review, args, config.usd_per_tib)
-    except (ManifestError, LintError, BigQueryDryRunError) as error:
+    except (ManifestError, LintError, BigQueryDryRunError, DryRunGateError) as error:
         print(f"recflow review: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     seconds = time.perf_counter() - started
@@ -173,7 +202,26 @@ def run_review(args: argparse.Namespace) -> int:
         f"recflow review: {len(review.flags)} flag(s), {len(review.changed_models)} changed "
         f"model(s), {seconds:.2f} s; wrote {args.out_dir / 'review.md'} and review.json"
     )
+    gate = review.bigquery_gate
+    if gate is not None and not gate.passed:
+        for failure in gate.failures:
+            print(f"recflow review: BigQuery cost gate failed: {failure}", file=sys.stderr)
+        return EXIT_GATE_FAILED
     return 0
+
+
+def _limits(args: argparse.Namespace) -> DryRunLimits:
+    """The gate's limits: the environment's, each replaced by its flag when given."""
+    limits = DryRunLimits.from_env()
+    overrides = {
+        "max_bytes_increase": args.max_bytes_increase,
+        "max_monthly_usd_increase": args.max_monthly_usd_increase,
+        "builds_per_month": args.builds_per_month,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if any(v < 0 for v in given.values()) or given.get("builds_per_month") == 0:
+        raise DryRunGateError(f"gate limits must be >= 0 and builds per month > 0: {given}")
+    return replace(limits, **given)
 
 
 def _sql_changed(models: tuple[ChangedModel, ...]) -> list[tuple[str, str]]:
@@ -211,10 +259,11 @@ def _with_dry_runs(review: Review, args: argparse.Namespace, usd_per_tib: float)
     base = load_manifest(args.base_bigquery_manifest)
     require_bigquery_manifest(head, str(args.bigquery_manifest))
     require_bigquery_manifest(base, str(args.base_bigquery_manifest))
+    limits = _limits(args)  # before any request: a bad limit is bad input
     settings = BigQuerySettings.from_env()
     uids = [m.unique_id for m in review.changed_models]
     cost = dry_run_changed(make_client(settings), settings, uids, base, head, usd_per_tib)
-    return replace(review, bigquery=cost)
+    return replace(review, bigquery=cost, bigquery_gate=evaluate_gate(cost, limits))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,6 +19,7 @@ from recflow.review.bigquery_cost import (
     format_usd,
 )
 from recflow.review.cost import COST_METRICS, CostRow, format_delta, format_value
+from recflow.review.dry_run_gate import GateVerdict
 from recflow.review.duplicate_logic import ParseProblem, duplicate_findings
 from recflow.review.findings import Finding, ReviewConfig, resolve
 from recflow.review.manifest_graph import ProjectGraph, build_graph
@@ -57,6 +59,7 @@ class Review:
     costs: tuple[CostRow, ...] | None = None  # None: no build artifacts given
     linted_files: tuple[str, ...] | None = None  # None: sqlfluff not run
     bigquery: BigQueryCost | None = None  # None: no BigQuery dry run (`--bigquery`)
+    bigquery_gate: GateVerdict | None = None  # None: no dry run, so no gate
 
     @property
     def flags(self) -> tuple[Finding, ...]:
@@ -201,6 +204,7 @@ def to_json(review: Review, seconds: float) -> dict[str, Any]:
         "costs": None if review.costs is None else [_cost_json(row) for row in review.costs],
         "linted_files": None if review.linted_files is None else list(review.linted_files),
         "bigquery": None if review.bigquery is None else _bigquery_json(review.bigquery),
+        "bigquery_gate": None if review.bigquery_gate is None else _gate_json(review.bigquery_gate),
         "not_yet_covered": list(NOT_YET_COVERED),
         "runtime_seconds": round(seconds, 3),
     }
@@ -225,6 +229,7 @@ def render_markdown(review: Review, seconds: float) -> str:
         *_scans_section(review),
         *_costs_section(review.costs),
         *_bigquery_section(review.bigquery),
+        *_gate_section(review.bigquery_gate),
     ]
     existing = [f for f in review.findings if f.status == "existing"]
     if existing:
@@ -357,6 +362,7 @@ def _dry_run_json(run: DryRun | None, usd_per_tib: float) -> dict[str, Any] | No
         "bytes_processed": run.bytes_processed,
         "estimated_usd": estimate_usd(run.bytes_processed, usd_per_tib),
         "error": run.error,
+        "reason": run.reason,
     }
 
 
@@ -423,7 +429,69 @@ def _bigquery_section(cost: BigQueryCost | None) -> list[str]:
         )
         for side, run in (("base", row.base), ("pull request", row.head)):
             if run is not None and run.error is not None:
-                errors.append(f"- `{row.name}` ({side}): {run.error}")
+                errors.append(f"- {failed_dry_run_line(row.name, side, run.reason)}")
     if errors:
         lines += ["", "Not dry-run:", "", *errors]
     return [*lines, ""]
+
+
+_REASON_CODE = re.compile(r"^[A-Za-z]{1,40}$")
+
+
+def failed_dry_run_line(model: str, side: str, reason: str | None) -> str:
+    """What the public report says about a failed dry run: the model, the side and the API's
+    reason code, never its message or the SQL (they can hold table names and the values the
+    SQL was rendered with); those are in the job log."""
+    code = f", `{reason}`" if reason and _REASON_CODE.match(reason) else ""
+    return f"dry run failed for model `{model}` ({side}{code}), see the job log"
+
+
+def _gate_json(verdict: GateVerdict) -> dict[str, Any]:
+    return {
+        "passed": verdict.passed,
+        "bytes_increase": verdict.bytes_increase,
+        "monthly_usd_increase": verdict.monthly_usd_increase,
+        "limits": {
+            "max_bytes_increase": verdict.limits.max_bytes_increase,
+            "max_monthly_usd_increase": verdict.limits.max_monthly_usd_increase,
+            "builds_per_month": verdict.limits.builds_per_month,
+        },
+        "refused": list(verdict.refused),
+        "unmeasured": list(verdict.unmeasured),
+        "failures": list(verdict.failures),
+    }
+
+
+def _gate_section(verdict: GateVerdict | None) -> list[str]:
+    if verdict is None:
+        return []
+    limits = verdict.limits
+    byte_limit = (
+        "no limit"
+        if limits.max_bytes_increase is None
+        else f"limit {format_bytes(limits.max_bytes_increase)}"
+    )
+    usd_limit = (
+        "no limit"
+        if limits.max_monthly_usd_increase is None
+        else f"limit {format_usd(limits.max_monthly_usd_increase)}"
+    )
+    sign = "+" if verdict.bytes_increase >= 0 else ""
+    lines = [
+        "### BigQuery cost gate",
+        "",
+        f"**{'Passed' if verdict.passed else 'Failed'}.** Net change per production build: "
+        f"{sign}{format_bytes(verdict.bytes_increase)} ({byte_limit}); per month at "
+        f"{limits.builds_per_month:g} builds: {sign}{format_usd(verdict.monthly_usd_increase)} "
+        f"({usd_limit}).",
+        "",
+    ]
+    lines += [f"- {failure}" for failure in verdict.failures]
+    if verdict.unmeasured:
+        names = ", ".join(f"`{name}`" for name in verdict.unmeasured)
+        lines += [
+            *([""] if verdict.failures else []),
+            f"Not counted (no number on one side, e.g. a parent production does not have yet): "
+            f"{names}.",
+        ]
+    return [*lines, ""] if lines[-1] else lines

@@ -13,7 +13,8 @@ from recflow.review.bigquery_cost import format_bytes
 
 def assert_markdown_matches_json(report: dict[str, Any], markdown: str) -> None:
     """Every flagged, acknowledged or ignored finding (message and locations) and every
-    BigQuery dry-run row (bytes on both sides, error reasons) of the JSON is in the Markdown."""
+    BigQuery dry-run row (bytes on both sides, error reason codes) of the JSON is in the
+    Markdown, and no dry run's error message is (the Markdown is a public comment)."""
     for finding in report["findings"]:
         if finding["status"] in {"flagged", "acknowledged", "ignored"}:
             assert finding["message"] in markdown
@@ -35,7 +36,9 @@ def assert_markdown_matches_json(report: dict[str, Any], markdown: str) -> None:
                 assert cell == "-"
             elif side["error"] is not None:
                 assert cell == "error"
-                assert side["error"] in section
+                assert f"dry run failed for model `{model['name']}`" in section
+                assert side["reason"] in section
+                assert side["error"] not in markdown
             else:
                 assert cell == format_bytes(side["bytes_processed"])
         if model["delta_bytes"] is not None:

@@ -174,6 +174,7 @@ def test_review_reports_dry_run_bytes_cost_and_not_found(
     manifests: dict[str, Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     _credentials_env(monkeypatch, bigquery_rest, tmp_path)
     out = tmp_path / "out"
@@ -207,9 +208,26 @@ def test_review_reports_dry_run_bytes_cost_and_not_found(
         f"notFound: Not found: Table {PROJECT}:{DATASET}.int_sessions was not found in "
         f"location {LOCATION}"
     )
-    assert daily["head"] == {"bytes_processed": None, "estimated_usd": None, "error": reason}
+    assert daily["head"] == {
+        "bytes_processed": None,
+        "estimated_usd": None,
+        "error": reason,
+        "reason": "notFound",
+    }
     assert daily["delta_bytes"] is None
-    assert f"- `user_sessions_daily` (pull request): {reason}" in markdown
+    # The public report names the model and the reason code; the message stays in the log.
+    assert (
+        "- dry run failed for model `user_sessions_daily` (pull request, `notFound`), "
+        "see the job log" in markdown
+    )
+    assert "int_sessions was not found" not in markdown
+    assert reason in caplog.text
+    # No limit set: the gate passes; the model reading a table production lacks is not counted.
+    gate = report["bigquery_gate"]
+    assert gate["passed"] is True
+    assert gate["bytes_increase"] == 2 * 2**30 + 5 * 2**29
+    assert gate["unmeasured"] == ["user_sessions_daily"]
+    assert "**Passed.**" in markdown
 
     dry_runs = bigquery_rest.sent("POST", f"/bigquery/v2/projects/{PROJECT}/jobs")
     assert len(dry_runs) == 4  # user_event_counts twice, each new model once
@@ -303,3 +321,106 @@ def test_a_difference_needs_an_answer_from_every_side_that_exists() -> None:
         "-3.00 TiB",
         "-",
     ]
+
+
+def test_sql_bigquery_refuses_fails_the_gate_and_stays_out_of_the_report(
+    manifests: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The pull request's SQL names a column production's table lacks: BigQuery answers
+    invalidQuery, whose message echoes the SQL. The check fails; the report says which model and
+    the reason code, and only the job log has the message."""
+    head = json.loads(manifests["head_bigquery"].read_text())
+    counts = head["nodes"]["model.recflow.user_event_counts"]
+    counts["compiled_code"] = counts["compiled_code"].replace("item_id", "secret_column")
+    manifests["head_bigquery"].write_text(json.dumps(head))
+    state = RecordedBigQuery(
+        dry_run_bytes=DRY_RUN_BYTES,
+        missing_tables=(NOT_YET_IN_PRODUCTION,),
+        unknown_names=("secret_column",),
+    )
+    out = tmp_path / "out"
+    with recorded_bigquery(state) as running:
+        _credentials_env(monkeypatch, running, tmp_path)
+        exit_code = review_main(_review_args(manifests, out, *_bigquery_args(manifests)))
+
+    assert exit_code == 1
+    report = json.loads((out / "review.json").read_text())
+    markdown = (out / "review.md").read_text()
+    assert_markdown_matches_json(report, markdown)
+    assert report["bigquery_gate"]["passed"] is False
+    assert report["bigquery_gate"]["refused"] == ["user_event_counts"]
+    assert (
+        "- dry run failed for model `user_event_counts` (pull request, `invalidQuery`), "
+        "see the job log" in markdown
+    )
+    assert "**Failed.**" in markdown
+    assert "secret_column" not in markdown
+    assert "Unrecognized name: secret_column at [1:8]" in caplog.text
+    err = capsys.readouterr().err
+    assert "BigQuery cost gate failed: BigQuery refused the pull request's SQL" in err
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "expected_exit", "failure"),
+    [
+        pytest.param({}, [], 0, None, id="no-limit"),
+        pytest.param(
+            {"RECFLOW_PR_MAX_BYTES_INCREASE": str(2**30)}, [], 1, "more per build", id="bytes"
+        ),
+        pytest.param(
+            {"RECFLOW_PR_MAX_BYTES_INCREASE": str(2**30)},
+            ["--max-bytes-increase", str(5 * 2**30)],
+            0,
+            None,
+            id="flag-overrides-env",
+        ),
+        # +4.5 GiB per build at $6.25 per TiB, 30 builds: about $0.82 per month.
+        pytest.param(
+            {"RECFLOW_PR_MAX_MONTHLY_USD_INCREASE": "0.5"}, [], 1, "per month", id="monthly"
+        ),
+        pytest.param(
+            {"RECFLOW_PR_MAX_MONTHLY_USD_INCREASE": "0.5", "RECFLOW_PR_BUILDS_PER_MONTH": "4"},
+            [],
+            0,
+            None,
+            id="weekly-builds",
+        ),
+        pytest.param({"RECFLOW_PR_MAX_BYTES_INCREASE": ""}, [], 0, None, id="empty-is-unset"),
+        pytest.param({"RECFLOW_PR_MAX_BYTES_INCREASE": "1 GiB"}, [], 2, "not a number", id="bad"),
+    ],
+)
+def test_gate_limits_from_repository_variables_and_flags(
+    bigquery_rest: RecordedBigQuery,
+    manifests: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    flags: list[str],
+    expected_exit: int,
+    failure: str | None,
+) -> None:
+    _credentials_env(monkeypatch, bigquery_rest, tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+
+    exit_code = review_main(_review_args(manifests, out, *_bigquery_args(manifests), *flags))
+
+    assert exit_code == expected_exit
+    err = capsys.readouterr().err
+    if expected_exit == 2:
+        assert failure in err
+        assert not bigquery_rest.sent("POST", f"/bigquery/v2/projects/{PROJECT}/jobs")
+        return
+    gate = json.loads((out / "review.json").read_text())["bigquery_gate"]
+    assert gate["passed"] is (expected_exit == 0)
+    assert gate["bytes_increase"] == 2 * 2**30 + 5 * 2**29
+    if failure is not None:
+        (message,) = gate["failures"]
+        assert failure in message
+        assert f"BigQuery cost gate failed: {message}" in err

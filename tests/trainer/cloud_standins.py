@@ -119,6 +119,9 @@ class RecordedBigQuery:
     # naming one of `missing_tables` (`project.dataset.table`) gets the service's notFound.
     dry_run_bytes: dict[str, int] = field(default_factory=dict)
     missing_tables: tuple[str, ...] = ()
+    # A query containing one of these names gets the service's invalidQuery ("Unrecognized
+    # name: <name>"), as for a column the table does not have.
+    unknown_names: tuple[str, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sent(self, method: str, path_pattern: str) -> list[SentRequest]:
@@ -244,6 +247,9 @@ class _BigQueryRoutes:
                     location=location,
                 )
                 return HTTPStatus.NOT_FOUND, body, {}
+        for name in self.state.unknown_names:
+            if name in sql:
+                return HTTPStatus.BAD_REQUEST, recorded("error_query_invalid", identifier=name), {}
         total = next((size for key, size in self.state.dry_run_bytes.items() if key in sql), None)
         if total is None:
             message = "the stand-in has no dry-run bytes for this query"
