@@ -215,14 +215,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentPa
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for option in OPTIONS:
-        default = f"; default {option.default}" if option.default else ""
-        parser.add_argument(
-            option.flag,
-            dest=option.dest,
-            default=None,
-            help=f"{option.help} (${option.env}{default})",
-        )
+    add_settings_arguments(parser)
     parser.add_argument(
         "--manifest",
         type=Path,
@@ -262,6 +255,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentPa
     )
     parser.set_defaults(handler=submit_command)
     return parser
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's settings (OPTIONS) as flags; each defaults to its environment variable."""
+    for option in OPTIONS:
+        default = f"; default {option.default}" if option.default else ""
+        parser.add_argument(
+            option.flag,
+            dest=option.dest,
+            default=None,
+            help=f"{option.help} (${option.env}{default})",
+        )
 
 
 def submit_command(args: argparse.Namespace) -> int:

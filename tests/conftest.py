@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,11 +97,14 @@ class CommandResult:
     output: str
 
 
-def run_command(command: Sequence[str], isolation: Isolation) -> CommandResult:
-    """Run `command` with the isolation's environment, from its work directory."""
+def run_command(
+    command: Sequence[str], isolation: Isolation, extra_env: Mapping[str, str] | None = None
+) -> CommandResult:
+    """Run `command` with the isolation's environment (plus `extra_env`), from its work
+    directory."""
     completed = subprocess.run(
         list(command),
-        env=isolation.env(),
+        env={**isolation.env(), **(extra_env or {})},
         cwd=isolation.duckdb_path.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -117,9 +120,11 @@ def run_dbt_command(isolation: Isolation, *args: str) -> CommandResult:
     return run_command([dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR)], isolation)
 
 
-def run_recflow_cli(isolation: Isolation, *args: str) -> CommandResult:
+def run_recflow_cli(
+    isolation: Isolation, *args: str, extra_env: Mapping[str, str] | None = None
+) -> CommandResult:
     """`recflow <args>` exactly as a user runs it (a fresh interpreter), output captured."""
-    return run_command([sys.executable, "-m", "recflow.cli", *args], isolation)
+    return run_command([sys.executable, "-m", "recflow.cli", *args], isolation, extra_env)
 
 
 def query(duckdb_path: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -49,14 +49,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for option in vertex_submit.OPTIONS:
-        default = f"; default {option.default}" if option.default else ""
-        parser.add_argument(
-            option.flag,
-            dest=option.dest,
-            default=None,
-            help=f"{option.help} (${option.env}{default})",
-        )
+    vertex_submit.add_settings_arguments(parser)
     parser.add_argument(
         "--run-dir",
         required=True,

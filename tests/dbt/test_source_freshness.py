@@ -18,12 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import (
-    _ANSI_ESCAPE,
     DBT_PROJECT_DIR,
     REPO_ROOT,
-    SUBPROCESS_TIMEOUT_S,
     CommandResult,
     Isolation,
+    run_command,
     write_csv,
 )
 
@@ -113,17 +112,11 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CommandResult
         data_dir = root / export.name / "data"
         export.write(data_dir)
         isolation = Isolation.under(root / export.name / "work", data_dir)
-        completed = subprocess.run(
+        return run_command(
             [dbt_executable(), *FRESHNESS_ARGS, "--project-dir", str(DBT_PROJECT_DIR)],
-            env={**isolation.env(), **export.env},
-            cwd=isolation.duckdb_path.parent,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=SUBPROCESS_TIMEOUT_S,
-            check=False,
+            isolation,
+            export.env,
         )
-        return CommandResult(completed.returncode, _ANSI_ESCAPE.sub("", completed.stdout))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(check, EXPORTS))

@@ -16,12 +16,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import (
-    SUBPROCESS_TIMEOUT_S,
     CommandResult,
     Isolation,
     TinySample,
     TinyWarehouse,
     query,
+    run_recflow_cli,
     scalar,
 )
 
@@ -40,17 +40,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def recflow(isolation: Isolation, *args: str, **env: str) -> CommandResult:
     """`recflow <args>` as a fresh interpreter with extra environment variables."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "recflow.cli", *args],
-        env={**isolation.env(), "GIT_COMMIT": COMMIT, "OMP_WAIT_POLICY": "PASSIVE", **env},
-        cwd=isolation.duckdb_path.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-        check=False,
-    )
-    return CommandResult(completed.returncode, completed.stdout)
+    extra = {"GIT_COMMIT": COMMIT, "OMP_WAIT_POLICY": "PASSIVE", **env}
+    return run_recflow_cli(isolation, *args, extra_env=extra)
 
 
 def killed_at(result: CommandResult, point: str) -> bool:

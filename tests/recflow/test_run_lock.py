@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import SUBPROCESS_TIMEOUT_S, CommandResult, Isolation, TinySample, query
+from conftest import CommandResult, Isolation, TinySample, query, run_recflow_cli
 
 from recflow.run_lock import WarehouseBusyError, lock_path_of, warehouse_lock
 
@@ -31,17 +31,7 @@ def environment(isolation: Isolation, run_dir: Path) -> dict[str, str]:
 
 
 def recflow(isolation: Isolation, run_dir: Path, *args: str) -> CommandResult:
-    completed = subprocess.run(
-        [sys.executable, "-m", "recflow.cli", *args],
-        env=environment(isolation, run_dir),
-        cwd=isolation.duckdb_path.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-        check=False,
-    )
-    return CommandResult(completed.returncode, completed.stdout)
+    return run_recflow_cli(isolation, *args, extra_env=environment(isolation, run_dir))
 
 
 def test_a_held_lock_refuses_a_second_holder_and_is_released_after(tmp_path: Path) -> None:
