@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from string import Template
@@ -18,6 +19,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 STOP_TIMEOUT_S = 5.0
+# What the Google APIs answer for a path they do not serve.
+NO_SUCH_ROUTE = {"error": {"code": 404, "message": "no such route"}}
 
 # status, JSON body (None: no body), extra response headers
 Reply = tuple[int, Any, Mapping[str, str]]
@@ -39,6 +42,23 @@ class SentRequest:
     def matches(self, method: str, path_pattern: str) -> bool:
         """Whether this request has `method` and a path matching `path_pattern` (a regex)."""
         return self.method == method and re.fullmatch(path_pattern, self.path) is not None
+
+
+def dispatch(
+    routes: Sequence[tuple[str, str, Callable[..., Any]]], request: SentRequest
+) -> Any | None:
+    """Call the first route whose method and path pattern (a regex) match `request`, with the
+    pattern's named groups as keyword arguments; None when no route matches."""
+    for method, pattern, handler in routes:
+        match = re.fullmatch(pattern, request.path)
+        if match and method == request.method:
+            return handler(request, **match.groupdict())
+    return None
+
+
+def rfc3339_now() -> str:
+    """The current UTC time as Google APIs write timestamps."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def json_handler(

@@ -13,17 +13,15 @@ Not a conftest: test modules import it by name.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
+from local_http import NO_SUCH_ROUTE, SentRequest, dispatch, json_handler, rfc3339_now, serve_http
 from local_http import Reply as HttpReply
-from local_http import SentRequest, json_handler, serve_http
 from vertex_standin import PROJECT_NUMBER, recorded
 
 FINAL_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
@@ -57,10 +55,6 @@ class VertexCustomJobs:
             return [request for request in self.requests if request.matches(method, path_pattern)]
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class _Routes:
     def __init__(self, state: VertexCustomJobs) -> None:
         self.state = state
@@ -73,15 +67,12 @@ class _Routes:
         ]
 
     def handle(self, request: SentRequest) -> tuple[int, Any]:
-        for method, pattern, handler in self.routes:
-            match = re.fullmatch(pattern, request.path)
-            if match and method == request.method:
-                return handler(request, **match.groupdict())
-        return HTTPStatus.NOT_FOUND, {"error": {"code": 404, "message": "no such route"}}
+        replied = dispatch(self.routes, request)
+        return replied if replied is not None else (HTTPStatus.NOT_FOUND, NO_SUCH_ROUTE)
 
     def create(self, request: SentRequest, project: str, location: str) -> tuple[int, Any]:
         job_id = str(4_000_000_000_000_000_000 + len(self.state.jobs))
-        stored = StoredJob(job_id, location, request.json(), _now())
+        stored = StoredJob(job_id, location, request.json(), rfc3339_now())
         self.state.jobs[job_id] = stored
         return HTTPStatus.OK, self._body(stored)
 
@@ -130,8 +121,8 @@ class _Routes:
             state=stored.state,
             create_time=stored.created_at,
             start_time=stored.created_at if started else None,
-            end_time=_now() if ended else None,
-            update_time=_now(),
+            end_time=rfc3339_now() if ended else None,
+            update_time=rfc3339_now(),
             error=recorded("error_custom_job_failed", **values) if failed else None,
             labels=stored.request.get("labels", {}),
         )

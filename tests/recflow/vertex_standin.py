@@ -27,13 +27,20 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from local_http import (
+    NO_SUCH_ROUTE,
+    SentRequest,
+    dispatch,
+    fill_recording,
+    json_handler,
+    rfc3339_now,
+    serve_http,
+)
 from local_http import Reply as HttpReply
-from local_http import SentRequest, fill_recording, json_handler, serve_http
 
 RECORDINGS = Path(__file__).resolve().parent / "recorded_vertex"
 PROJECT_NUMBER = "123456789012"
@@ -97,10 +104,6 @@ def recorded(name: str, **values: Any) -> Any:
     return fill_recording(RECORDINGS / f"{name}.json", values)
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class _Routes:
     def __init__(self, state: VertexModelRegistry) -> None:
         self.state = state
@@ -133,11 +136,8 @@ class _Routes:
         ]
 
     def handle(self, request: SentRequest) -> Reply:
-        for method, pattern, handler in self.routes:
-            match = re.fullmatch(pattern, request.path)
-            if match and method == request.method:
-                return handler(request, **match.groupdict())
-        return HTTPStatus.NOT_FOUND, {"error": {"code": 404, "message": "no such route"}}
+        replied = dispatch(self.routes, request)
+        return replied if replied is not None else (HTTPStatus.NOT_FOUND, NO_SUCH_ROUTE)
 
     def upload(self, request: SentRequest, project: str, location: str) -> Reply:
         body = request.json()
@@ -159,7 +159,7 @@ class _Routes:
                 }
             self.state.models[model_id] = []
         versions = self.state.models[model_id]
-        version = StoredVersion(str(len(versions) + 1), resource, _now())
+        version = StoredVersion(str(len(versions) + 1), resource, rfc3339_now())
         versions.append(version)
         aliases = list(resource.get("versionAliases", []))
         if not versions[:-1] and "default" not in aliases:
@@ -248,7 +248,7 @@ class _Routes:
             metrics_schema_uri=body.get("metricsSchemaUri", ""),
             metrics=body.get("metrics", {}),
             metadata=body.get("metadata", {}),
-            time=_now(),
+            time=rfc3339_now(),
         )
         stored.append(evaluation)
         return HTTPStatus.OK, evaluation
@@ -283,7 +283,7 @@ class _Routes:
 
     def create_store(self, request: SentRequest, project: str, location: str) -> Reply:
         (store,) = request.query["metadataStoreId"]
-        self.state.metadata_stores.setdefault(store, _now())
+        self.state.metadata_stores.setdefault(store, rfc3339_now())
         return HTTPStatus.OK, recorded(
             "metadata_store_create_operation",
             project_number=PROJECT_NUMBER,
@@ -311,7 +311,7 @@ class _Routes:
             return HTTPStatus.CONFLICT, recorded(
                 "error_already_exists_context", **names, context_id=context_id
             )
-        now = _now()
+        now = rfc3339_now()
         self.state.contexts[context_id] = StoredContext(context_id, request.json(), now, now)
         return HTTPStatus.OK, self._context_body(location, store, context_id)
 
@@ -336,7 +336,7 @@ class _Routes:
         stored = self.state.contexts[context]
         body = request.json()
         stored.resource = {**stored.resource, **{k: v for k, v in body.items() if k != "name"}}
-        stored.updated_at = _now()
+        stored.updated_at = rfc3339_now()
         return HTTPStatus.OK, self._context_body(location, store, context)
 
     def list_contexts(self, request: SentRequest, project: str, location: str, store: str) -> Reply:

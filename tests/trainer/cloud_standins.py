@@ -17,7 +17,6 @@ Not a conftest (see trainer_harness.py): test modules import it by name.
 from __future__ import annotations
 
 import json
-import re
 import socket
 import threading
 import uuid
@@ -38,7 +37,15 @@ from google.cloud.bigquery_storage_v1 import BigQueryReadClient, types
 from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
     BigQueryReadGrpcTransport,
 )
-from local_http import Reply, SentRequest, fill_recording, json_handler, serve_http
+from local_http import (
+    NO_SUCH_ROUTE,
+    Reply,
+    SentRequest,
+    dispatch,
+    fill_recording,
+    json_handler,
+    serve_http,
+)
 
 from recflow import bigquery_check
 
@@ -167,11 +174,8 @@ class _BigQueryRoutes:
 
     def handle(self, request: SentRequest) -> Reply:
         self.state.record(request)
-        for method, pattern, handler in self.routes:
-            match = re.fullmatch(pattern, request.path)
-            if match and method == request.method:
-                return handler(request, **match.groupdict())
-        return HTTPStatus.NOT_FOUND, {"error": {"code": 404, "message": "no such route"}}, {}
+        replied = dispatch(self.routes, request)
+        return replied if replied is not None else (HTTPStatus.NOT_FOUND, NO_SUCH_ROUTE, {})
 
     def token(self, request: SentRequest) -> Reply:
         return HTTPStatus.OK, recorded("oauth2_token"), {}
