@@ -4,6 +4,7 @@ transport) against the stand-in in vertex_standin.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 from collections.abc import Iterator
@@ -40,13 +41,8 @@ INTERVALS = {"warm_users": {"model": {"ndcg@10": [0.05, 0.15]}}}
 
 def refused_registration(run_dir: str, ndcg: float, run_id: str) -> Registration:
     """A challenger the gate kept out: worse than champion version 1 beyond the noise."""
-    return Registration(
-        run_dir=run_dir,
-        run_id=run_id,
-        git_commit=COMMIT,
-        dbt_manifest_sha256=MANIFEST_SHA,
-        primary_metric="warm_users/model/ndcg@10",
-        primary_metric_value=ndcg,
+    return dataclasses.replace(
+        registration(run_dir, ndcg, run_id),
         decision={
             "outcome": "kept_champion",
             "champion": {"version": "1", "primary_metric_value": 0.3, "scoring": "rescored"},
