@@ -27,20 +27,23 @@
     and duplicates of already stored events are recognised. `where` narrows which rows define
     "already in the table". -#}
 {% macro incremental_window_start(date_column, where=none) %}
-    {%- set latest_stored = 'max(' ~ date_column ~ ')' -%}
-    {%- set query -%}
-        select
-            coalesce(
-                cast({{ dbt.dateadd('day', -var('incremental_lookback_days'), latest_stored) }}
-                    as date),
-                cast('1900-01-01' as date)
-            )
-        from {{ this }}
-        {%- if where %}
-        where {{ where }}
-        {%- endif %}
-    {%- endset -%}
-    {{ stored_date_bound(query) }}
+    {{ stored_date_bound(incremental_window_start_query(this, date_column, where)) }}
+{% endmacro %}
+
+{#- The query behind incremental_window_start for any stored `relation`: one row, one DATE
+    column, `first_recomputed_day`. The export record (macros/provenance) asks it of the events
+    staging, so it compares exactly the days an incremental build keeps. -#}
+{% macro incremental_window_start_query(relation, date_column, where=none) %}
+    select
+        coalesce(
+            cast({{ dbt.dateadd('day', -var('incremental_lookback_days'),
+                'max(' ~ date_column ~ ')') }} as date),
+            cast('1900-01-01' as date)
+        ) as first_recomputed_day
+    from {{ relation }}
+    {%- if where %}
+    where {{ where }}
+    {%- endif %}
 {% endmacro %}
 
 {#- A date computed from the model's stored table by `query` (one row, one DATE column), as a

@@ -256,7 +256,7 @@
         select events.user_id, events.item_id
         from {{ events_model }} as events
         cross join window_start
-        where events.event_date < cast(window_start.first_recomputed_day as date)
+        where events.event_date < window_start.first_recomputed_day
     ),
 
     changed as (
@@ -281,10 +281,8 @@
 {% endmacro %}
 
 {% macro _first_recomputed_day_sql(events_model) %}
-    select {{ dbt.dateadd('day', -var('incremental_lookback_days'), 'max(event_date)') }}
-        as first_recomputed_day
-    from {{ events_model }}
-    where quarantine_reason is null
+    {{ incremental_window_start_query(
+        events_model, 'event_date', where='quarantine_reason is null') }}
 {% endmacro %}
 
 {#- Stored days before the window the next incremental build recomputes (the same bound as
@@ -328,7 +326,7 @@
         cast(max(event_day) as {{ dbt.type_string() }}) as last_day
     from compared
     cross join window_start
-    where compared.event_day < cast(window_start.first_recomputed_day as date)
+    where compared.event_day < window_start.first_recomputed_day
     group by change
     order by change
 {% endmacro %}
