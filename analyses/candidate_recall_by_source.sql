@@ -8,9 +8,9 @@
 
 with
 
-snapshots as (
+cutoffs as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
+    select * from {{ ref('int_cutoffs_scheduled') }}
     where split = 'test'
 
 ),
@@ -29,7 +29,7 @@ candidates as (
 
 user_items as (
 
-    select * from {{ ref('int_user_items_snapshotted') }}
+    select * from {{ ref('int_user_items_aggregated') }}
 
 ),
 
@@ -38,8 +38,8 @@ test_positives as (
     select labels.*
 
     from labels
-    inner join snapshots
-        on labels.snapshot_date = snapshots.snapshot_date
+    inner join cutoffs
+        on labels.cutoff_date = cutoffs.cutoff_date
 
 ),
 
@@ -57,12 +57,12 @@ matched as (
     from test_positives
     left join candidates
         on
-            test_positives.snapshot_date = candidates.snapshot_date
+            test_positives.cutoff_date = candidates.cutoff_date
             and test_positives.user_id = candidates.user_id
             and test_positives.item_id = candidates.item_id
     left join user_items as seen
         on
-            test_positives.snapshot_date = seen.snapshot_date
+            test_positives.cutoff_date = seen.cutoff_date
             and test_positives.user_id = seen.user_id
             and test_positives.item_id = seen.item_id
 

@@ -92,9 +92,9 @@ def _parser() -> argparse.ArgumentParser:
         "--holdout-days",
         type=int,
         default=None,
-        help="length of the label window and of the spacing between snapshots, so of the "
+        help="length of the label window and of the spacing between cutoffs, so of the "
         "validation and test hold-outs: shorthand for --var label_window_days=N --var "
-        "snapshot_interval_days=N (default: the dbt vars, 7)",
+        "cutoff_interval_days=N (default: the dbt vars, 7)",
     )
     add_run_setting_arguments(run)
     run.add_argument(

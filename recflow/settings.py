@@ -77,12 +77,12 @@ class SettingsError(ValueError):
 POSITIVE_INT_VARS = (
     "recommendations_per_user",
     "label_window_days",
-    "snapshot_interval_days",
+    "cutoff_interval_days",
     "min_history_days",
     "candidates_per_source",
-    "train_snapshots",
-    "test_snapshots",
-    "validation_snapshots",
+    "train_cutoff_count",
+    "test_cutoff_count",
+    "validation_cutoff_count",
     "train_users_per_cutoff",
     "labelled_users_per_cutoff",
 )
@@ -169,12 +169,12 @@ def validate_dbt_vars(
         if allowed:
             raise SettingsError(f"{where(key)} {allowed}, got {value!r}")
     effective = {**defaults, **overrides}
-    window, interval = effective.get("label_window_days"), effective.get("snapshot_interval_days")
+    window, interval = effective.get("label_window_days"), effective.get("cutoff_interval_days")
     # dbt refuses this too, but only once it compiles the spine, after other models were built.
     if window is not None and interval is not None and window > interval:
         raise SettingsError(
-            f"label_window_days ({window}) must not exceed snapshot_interval_days ({interval}): "
-            "the test labels would reach into the next snapshot"
+            f"label_window_days ({window}) must not exceed cutoff_interval_days ({interval}): "
+            "the test labels would reach into the next cutoff"
         )
 
 
@@ -216,7 +216,7 @@ class RunSettings:
         if holdout_days is not None:
             if _int_in_range(holdout_days, 1, None):
                 raise SettingsError(f"--holdout-days must be an integer >= 1, got {holdout_days}")
-            for key in ("label_window_days", "snapshot_interval_days"):
+            for key in ("label_window_days", "cutoff_interval_days"):
                 overrides[key], origins[key] = holdout_days, f"--holdout-days (sets {key})"
         for assignment in var_assignments:
             key, value = parse_var_assignment(assignment)

@@ -61,10 +61,10 @@ class EventLogSummary:
     test_cutoffs: int
     max_min_history_days: int | None
     min_history_days: int
-    snapshot_interval_days: int
+    cutoff_interval_days: int
     label_window_days: int
-    test_snapshots: int
-    validation_snapshots: int
+    test_cutoff_count: int
+    validation_cutoff_count: int
     as_of: str | None
 
     @classmethod
@@ -131,10 +131,10 @@ def _all_quarantined(summary: EventLogSummary) -> str:
 
 
 def _too_little_history(summary: EventLogSummary) -> str:
-    held_out = summary.test_snapshots + summary.validation_snapshots
+    held_out = summary.test_cutoff_count + summary.validation_cutoff_count
     needed = (
         summary.min_history_days
-        + held_out * summary.snapshot_interval_days
+        + held_out * summary.cutoff_interval_days
         + summary.label_window_days
     )
     span = (
@@ -148,9 +148,9 @@ def _too_little_history(summary: EventLogSummary) -> str:
         )
     else:
         cause = (
-            f"{span}: too few for {summary.test_snapshots} test and "
-            f"{summary.validation_snapshots} validation cutoffs and at least one train cutoff "
-            f"before them, {summary.snapshot_interval_days} days apart, each at least "
+            f"{span}: too few for {summary.test_cutoff_count} test and "
+            f"{summary.validation_cutoff_count} validation cutoffs and at least one train cutoff "
+            f"before them, {summary.cutoff_interval_days} days apart, each at least "
             f"min_history_days = {summary.min_history_days} after the first event and with its "
             f"{summary.label_window_days}-day label window closed by the last event (found "
             f"{summary.train_cutoffs} train, {summary.validation_cutoffs} validation, "
@@ -158,12 +158,12 @@ def _too_little_history(summary: EventLogSummary) -> str:
         )
     requirement = (
         f"with these settings training needs about {needed} days "
-        f"(min_history_days + {held_out} held-out cutoffs x snapshot_interval_days + "
+        f"(min_history_days + {held_out} held-out cutoffs x cutoff_interval_days + "
         "label_window_days, plus up to one interval to reach the weekly calendar)"
     )
     fewer = (
-        "hold out fewer or shorter windows (--var test_snapshots=N, --var "
-        "validation_snapshots=N, --holdout-days N)"
+        "hold out fewer or shorter windows (--var test_cutoff_count=N, --var "
+        "validation_cutoff_count=N, --holdout-days N)"
     )
     longest = summary.max_min_history_days
     if longest is not None and longest >= 1 and longest < summary.min_history_days:

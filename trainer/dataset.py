@@ -136,11 +136,11 @@ def check_trainable(frame: pd.DataFrame, spec: FeatureSpec, table_name: str) -> 
         if needed not in splits:
             raise TrainerInputError(
                 f"{table_name} has no '{needed}' rows in column {spec.split}: the data covers "
-                "too few snapshots (labelled cutoffs start min_history_days after the first "
-                "event, snapshot_interval_days apart, and the latest test_snapshots + "
-                "validation_snapshots of them are held out, so training needs at least one "
-                "more). Use more days of data or lower min_history_days / test_snapshots / "
-                "validation_snapshots / snapshot_interval_days (dbt vars; recflow run --var)."
+                "too few cutoffs (labelled cutoffs start min_history_days after the first "
+                "event, cutoff_interval_days apart, and the latest test_cutoff_count + "
+                "validation_cutoff_count of them are held out, so training needs at least one "
+                "more). Use more days of data or lower min_history_days / test_cutoff_count / "
+                "validation_cutoff_count / cutoff_interval_days (dbt vars; recflow run --var)."
             )
     train = frame[frame[spec.split] == TRAIN]
     if int(train[spec.label].sum()) == 0:

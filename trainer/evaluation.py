@@ -116,7 +116,7 @@ def evaluate(
     """Score the model and the baselines on the test cutoffs.
 
     `test_rows` are the test split's candidates with a `score` column; `positives` the test
-    windows' positives (user_id, item_id, is_warm_user, snapshot_date); `item_features` the item
+    windows' positives (user_id, item_id, is_warm_user, cutoff_date); `item_features` the item
     features at the test cutoffs (the catalogue, and popularity for the fallback); `history`
     every user's items before each cutoff (the user_item_history mart), from which the
     `baseline:` rankers learn (None leaves them out, as the gate does). Each cutoff is served on
@@ -124,21 +124,21 @@ def evaluate(
     is one ranking query, and the metrics average over the queries.
     """
     k = max(ks)
-    cutoffs = sorted(positives["snapshot_date"].unique())
+    cutoffs = sorted(positives["cutoff_date"].unique())
     queries = Queries.of(positives, several=len(cutoffs) > 1)
     parts: dict[str, list[pd.DataFrame]] = {}
     for cutoff in cutoffs:
         at_cutoff = _served_at_cutoff(
-            test_rows[test_rows["snapshot_date"] == cutoff],
-            positives.loc[positives["snapshot_date"] == cutoff, "user_id"].unique(),
-            item_features[item_features["snapshot_date"] == cutoff],
-            None if history is None else history[history["snapshot_date"] == cutoff],
+            test_rows[test_rows["cutoff_date"] == cutoff],
+            positives.loc[positives["cutoff_date"] == cutoff, "user_id"].unique(),
+            item_features[item_features["cutoff_date"] == cutoff],
+            None if history is None else history[history["cutoff_date"] == cutoff],
             cutoff,
             spec,
             k=k,
         )
         for name, ranked in at_cutoff.items():
-            parts.setdefault(name, []).append(ranked.assign(snapshot_date=cutoff))
+            parts.setdefault(name, []).append(ranked.assign(cutoff_date=cutoff))
     served = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
     lists = {name: queries.keyed(frame) for name, frame in served.items()}
     query_positives = queries.keyed(positives)
@@ -149,7 +149,7 @@ def evaluate(
         "warm_users": query_positives[query_positives["user_id"].isin(warm_queries)],
         "all_users": query_positives,
     }
-    candidates = queries.keyed(test_rows[test_rows["snapshot_date"].isin(cutoffs)])
+    candidates = queries.keyed(test_rows[test_rows["cutoff_date"].isin(cutoffs)])
     keys = RankingKeys.of(candidates)
     max_candidates = int(np.bincount(keys.user_codes).max()) if len(candidates) else 1
     all_candidates = keys.ranked_lists(SCORE, k=max_candidates, descending=True)
@@ -180,25 +180,25 @@ class Queries:
     id itself; with several it is a number per (user, cutoff), so a user scored at two cutoffs
     counts twice and nothing depends on what characters an id holds."""
 
-    ids: pd.DataFrame | None  # user_id, snapshot_date -> query; None: one cutoff
+    ids: pd.DataFrame | None  # user_id, cutoff_date -> query; None: one cutoff
 
     @classmethod
     def of(cls, positives: pd.DataFrame, *, several: bool) -> Queries:
         if not several:
             return cls(None)
-        pairs = positives[["user_id", "snapshot_date"]].drop_duplicates()
-        pairs = pairs.sort_values(["snapshot_date", "user_id"], kind="stable")
+        pairs = positives[["user_id", "cutoff_date"]].drop_duplicates()
+        pairs = pairs.sort_values(["cutoff_date", "user_id"], kind="stable")
         return cls(pairs.assign(query=[f"q{i}" for i in range(len(pairs))]))
 
     def keyed(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """`frame` (user_id, snapshot_date, ...) with user_id replaced by the query id."""
+        """`frame` (user_id, cutoff_date, ...) with user_id replaced by the query id."""
         if self.ids is None:
-            return frame.drop(columns="snapshot_date", errors="ignore").reset_index(drop=True)
-        keyed = frame.merge(self.ids, on=["user_id", "snapshot_date"], how="left", sort=False)
+            return frame.drop(columns="cutoff_date", errors="ignore").reset_index(drop=True)
+        keyed = frame.merge(self.ids, on=["user_id", "cutoff_date"], how="left", sort=False)
         # Candidates of users without a positive at that cutoff belong to no query.
         keyed = keyed[keyed["query"].notna()]
         return (
-            keyed.drop(columns=["user_id", "snapshot_date"])
+            keyed.drop(columns=["user_id", "cutoff_date"])
             .rename(columns={"query": "user_id"})
             .reset_index(drop=True)
         )

@@ -76,7 +76,7 @@ class FeatureTables:
         return scoring_cutoff_of(self.item_features)
 
     @property
-    def test_snapshots(self) -> list[Any]:
+    def test_cutoffs(self) -> list[Any]:
         return test_cutoffs_of(self.examples, "split")
 
 
@@ -107,18 +107,18 @@ class RunResult:
 
 
 def test_cutoffs_of(examples: pd.DataFrame, split_column: str) -> list[Any]:
-    """The cutoffs of the test split (the latest labelled snapshots), oldest first."""
-    return sorted(examples.loc[_in_test(examples, split_column), "snapshot_date"].unique())
+    """The cutoffs of the test split (the latest labelled cutoffs), oldest first."""
+    return sorted(examples.loc[_in_test(examples, split_column), "cutoff_date"].unique())
 
 
 def scoring_cutoff_of(item_features: pd.DataFrame) -> Any:
-    """The scoring cutoff: the latest snapshot of the spine, which every per-snapshot mart holds."""
-    return item_features["snapshot_date"].max()
+    """The scoring cutoff: the latest cutoff of the spine, which every per-cutoff mart holds."""
+    return item_features["cutoff_date"].max()
 
 
 def scoring_fallback(item_features: pd.DataFrame, spec: FeatureSpec, *, k: int) -> list[str]:
     """The popularity fallback the batch serves users without candidates at the scoring cutoff."""
-    at_cutoff = item_features[item_features["snapshot_date"] == scoring_cutoff_of(item_features)]
+    at_cutoff = item_features[item_features["cutoff_date"] == scoring_cutoff_of(item_features)]
     return serving.fallback_items(at_cutoff, spec.popularity_rank, k=k)
 
 
@@ -175,8 +175,8 @@ def load_history(warehouse_uri: str, cutoffs: Sequence[Any], *, schema: str | No
     baselines."""
     table = _read(warehouse_uri, schema, HISTORY_MODEL)
     wanted = pa.array(list(cutoffs), pa.date32())
-    at_cutoffs = table.filter(pc.is_in(table["snapshot_date"], value_set=wanted))
-    return at_cutoffs.select([*baselines.HISTORY_COLUMNS, "snapshot_date"]).to_pandas()
+    at_cutoffs = table.filter(pc.is_in(table["cutoff_date"], value_set=wanted))
+    return at_cutoffs.select([*baselines.HISTORY_COLUMNS, "cutoff_date"]).to_pandas()
 
 
 def load_known_users(warehouse_uri: str, *, schema: str | None) -> pd.Series:
@@ -273,12 +273,12 @@ def evaluate_on_examples(
     test_cutoffs = test_cutoffs_of(examples, spec.split)
     # Only the columns ranking and scoring read: a copy of every column is hundreds of MB.
     needed = dict.fromkeys(
-        ["user_id", "item_id", "snapshot_date", *spec.source_ranks.values(), *spec.features]
+        ["user_id", "item_id", "cutoff_date", *spec.source_ranks.values(), *spec.features]
     )
     test_rows = examples.loc[in_test, list(needed)].reset_index(drop=True)
     test_rows[evaluation.SCORE] = ranker.predict_scores(booster, test_rows, spec)
-    positives = positives[positives["snapshot_date"].isin(test_cutoffs)]
-    item_features = item_features[item_features["snapshot_date"].isin(test_cutoffs)]
+    positives = positives[positives["cutoff_date"].isin(test_cutoffs)]
+    item_features = item_features[item_features["cutoff_date"].isin(test_cutoffs)]
     return evaluation.evaluate(test_rows, positives, item_features, spec, ks=ks, history=history)
 
 

@@ -19,7 +19,7 @@ PREDICT_CHUNK_ROWS = 500_000
 
 @dataclass(frozen=True)
 class RankerParams:
-    """LightGBM settings; the defaults suit tens of candidates per (user, snapshot) group."""
+    """LightGBM settings; the defaults suit tens of candidates per (user, cutoff) group."""
 
     learning_rate: float = 0.05
     num_leaves: int = 31

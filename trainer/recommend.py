@@ -19,7 +19,7 @@ RECOMMENDATIONS_SCHEMA = pa.schema(
         ("item_id", pa.string()),
         ("recommendation_rank", pa.int64()),
         ("score", pa.float64()),
-        ("snapshot_date", pa.date32()),
+        ("cutoff_date", pa.date32()),
         ("model_version", pa.string()),
         ("generated_at", pa.timestamp("us")),
     ]
@@ -56,7 +56,7 @@ def top_k_recommendations(
             "recommendation_rank": served["rank"].astype("int64"),
             # Null for fallback rows: no model scored them.
             "score": served[SCORE].astype("float64"),
-            "snapshot_date": cutoff,
+            "cutoff_date": cutoff,
             "model_version": model_version,
             "generated_at": pd.Timestamp(generated_at).tz_localize(None),
         }

@@ -15,7 +15,7 @@ RECOMMENDATION_COLUMNS = (
     "item_id",
     "recommendation_rank",
     "score",
-    "snapshot_date",
+    "cutoff_date",
     "model_version",
     "generated_at",
 )
@@ -31,7 +31,7 @@ def check_recommendations(
 ) -> tuple[str, ...]:
     """Problems with a run's batch recommendations; empty when they are fit to serve.
 
-    `candidates` holds the scoring snapshot's (user_id, item_id) candidates, `known_users` every
+    `candidates` holds the scoring cutoff's (user_id, item_id) candidates, `known_users` every
     user the batch must serve and `fallback` the popularity list for users without candidates.
     Every user with candidates gets exactly min(k, their candidates) distinct candidate items,
     ranked 1..n and scored; every other known user gets the fallback's first k items. No nulls

@@ -21,12 +21,12 @@ seen_recommended as (
     select
         recommendations.user_id,
         recommendations.item_id,
-        recommendations.snapshot_date
+        recommendations.cutoff_date
 
     from recommendations
     inner join user_items
         on
-            recommendations.snapshot_date = user_items.snapshot_date
+            recommendations.cutoff_date = user_items.cutoff_date
             and recommendations.user_id = user_items.user_id
             and recommendations.item_id = user_items.item_id
     where {{ 'true' if var('exclude_seen_items') else 'false' }}

@@ -2,13 +2,13 @@
 way a data scientist would in pandas, on the same files, to time against `dbt build`.
 
 Idiomatic, not deliberately slow: `read_parquet` of the whole events file (pandas' default
-dtypes), vectorised `groupby().agg()`, one loop over the handful of snapshot cutoffs, and
+dtypes), vectorised `groupby().agg()`, one loop over the handful of cutoffs, and
 co-visitation as a self-merge of each user's visits with the visits 1..covisit_max_positions
 positions later (an equi-join on user and visit number, then the time limit), which is exactly
 `int_item_pairs_covisited`'s definition and stays linear in events, so it needs no per-day
 batching even at the bench scale. Parameters come from the dbt vars in `dbt/dbt_project.yml`.
 
-What it mirrors, per snapshot cutoff (`int_snapshots_scheduled`): cleaning as staging does
+What it mirrors, per cutoff (`int_cutoffs_scheduled`): cleaning as staging does
 (null ids or timestamps, unknown types, future rows, exact duplicates dropped), daily user-item
 interactions, `user_features`' activity columns and favourite category, `item_features`'
 popularity windows and ranks, and `int_item_neighbours_ranked` (strongest co-visited neighbours
@@ -48,10 +48,10 @@ DBT_MODELS_MIRRORED = frozenset(
         "base_app__items_validated",
         "base_app__users_validated",
         "int_user_item_interactions_daily",
-        "int_snapshots_scheduled",
+        "int_cutoffs_scheduled",
         "int_user_category_affinities",
         "user_features",
-        "int_item_popularity_snapshotted",
+        "int_item_popularity_ranked",
         "item_features",
         "int_item_pairs_covisited",
         "int_item_neighbours_ranked",
@@ -65,8 +65,8 @@ class BaselineParams:
 
     event_weights: Mapping[str, float]
     positive_event_types: frozenset[str]
-    snapshot_interval_days: int
-    train_snapshots: int
+    cutoff_interval_days: int
+    train_cutoff_count: int
     min_history_days: int
     popularity_windows_days: tuple[int, ...]
     popularity_rank_window_days: int
@@ -88,8 +88,8 @@ class BaselineParams:
             **{
                 name: int(dbt_vars[name])
                 for name in (
-                    "snapshot_interval_days",
-                    "train_snapshots",
+                    "cutoff_interval_days",
+                    "train_cutoff_count",
                     "min_history_days",
                     "popularity_rank_window_days",
                     "category_affinity_lookback_days",
@@ -143,13 +143,13 @@ def daily_interactions(events: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def snapshot_dates(daily: pd.DataFrame, params: BaselineParams) -> list[pd.Timestamp]:
+def cutoff_dates(daily: pd.DataFrame, params: BaselineParams) -> list[pd.Timestamp]:
     """Weekly cutoffs back from the day after the last event, with enough history before."""
     scoring = daily["event_date"].max() + pd.Timedelta(days=1)
     earliest = daily["event_date"].min() + pd.Timedelta(days=params.min_history_days)
     cutoffs = (
-        scoring - pd.Timedelta(days=params.snapshot_interval_days * k)
-        for k in range(params.train_snapshots + 3)
+        scoring - pd.Timedelta(days=params.cutoff_interval_days * k)
+        for k in range(params.train_cutoff_count + 3)
     )
     return sorted(c for c in cutoffs if c >= earliest)
 
@@ -157,7 +157,7 @@ def snapshot_dates(daily: pd.DataFrame, params: BaselineParams) -> list[pd.Times
 def user_features(
     before: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, params: BaselineParams
 ) -> pd.DataFrame:
-    """One snapshot's user features from the daily interactions before it (with `days_ago`)."""
+    """One cutoff's user features from the daily interactions before it (with `days_ago`)."""
     recent = before["days_ago"] <= 28
     activity = (
         before.assign(
@@ -204,7 +204,7 @@ def user_features(
 def item_features(
     before: pd.DataFrame, items: pd.DataFrame, params: BaselineParams
 ) -> pd.DataFrame:
-    """One snapshot's item popularity over the windows, with overall and category ranks."""
+    """One cutoff's item popularity over the windows, with overall and category ranks."""
     windows = params.popularity_windows_days
     longest = before[before["days_ago"] <= max(windows)]
     features = longest.groupby("item_id").agg(
@@ -273,11 +273,11 @@ def covisited_pairs(events: pd.DataFrame, params: BaselineParams) -> pd.DataFram
 
 
 def item_neighbours(
-    covisits: pd.DataFrame, snapshot: pd.Timestamp, params: BaselineParams
+    covisits: pd.DataFrame, cutoff: pd.Timestamp, params: BaselineParams
 ) -> pd.DataFrame:
-    """Each item's strongest co-visited neighbours over the lookback before `snapshot`."""
-    start = snapshot - pd.Timedelta(days=params.covisit_lookback_days)
-    window = covisits[(covisits["covisit_date"] < snapshot) & (covisits["covisit_date"] >= start)]
+    """Each item's strongest co-visited neighbours over the lookback before `cutoff`."""
+    start = cutoff - pd.Timedelta(days=params.covisit_lookback_days)
+    window = covisits[(covisits["covisit_date"] < cutoff) & (covisits["covisit_date"] >= start)]
     totals = (
         window.groupby(["item_id", "related_item_id"])
         .agg(covisit_count=("covisit_count", "sum"), last_covisit_date=("covisit_date", "max"))
@@ -288,7 +288,7 @@ def item_neighbours(
 
 
 def build_features(data_dir: Path, out_dir: Path, params: BaselineParams) -> dict[str, Any]:
-    """Read the data directory, compute the features at every snapshot, write them to `out_dir`."""
+    """Read the data directory, compute the features at every cutoff, write them to `out_dir`."""
     timer = PhaseTimer()
     with timer.phase("read"):
         events = pd.read_parquet(data_dir / "events.parquet")
@@ -297,20 +297,20 @@ def build_features(data_dir: Path, out_dir: Path, params: BaselineParams) -> dic
     with timer.phase("clean_and_daily"):
         events = clean_events(events, params, pd.Timestamp.now(tz="UTC"))
         daily = daily_interactions(events)
-        snapshots = snapshot_dates(daily, params)
+        cutoffs = cutoff_dates(daily, params)
     user_frames, item_frames = [], []
     with timer.phase("user_and_item_features"):
-        for snapshot in snapshots:
-            before = daily[daily["event_date"] < snapshot]
-            before = before.assign(days_ago=(snapshot - before["event_date"]).dt.days)
+        for cutoff in cutoffs:
+            before = daily[daily["event_date"] < cutoff]
+            before = before.assign(days_ago=(cutoff - before["event_date"]).dt.days)
             user_frames.append(
-                user_features(before, items, users, params).assign(snapshot_date=snapshot)
+                user_features(before, items, users, params).assign(cutoff_date=cutoff)
             )
-            item_frames.append(item_features(before, items, params).assign(snapshot_date=snapshot))
+            item_frames.append(item_features(before, items, params).assign(cutoff_date=cutoff))
     with timer.phase("covisitation"):
         covisits = covisited_pairs(events, params)
         neighbours = pd.concat(
-            [item_neighbours(covisits, s, params).assign(snapshot_date=s) for s in snapshots],
+            [item_neighbours(covisits, s, params).assign(cutoff_date=s) for s in cutoffs],
             ignore_index=True,
         )
     outputs = {
@@ -324,7 +324,7 @@ def build_features(data_dir: Path, out_dir: Path, params: BaselineParams) -> dic
             frame.to_parquet(out_dir / f"{name}.parquet", index=False)
     return {
         "rows": {"events": len(events), **{name: len(f) for name, f in outputs.items()}},
-        "snapshots": [s.date().isoformat() for s in snapshots],
+        "cutoffs": [s.date().isoformat() for s in cutoffs],
         "phase_seconds": timer.seconds,
     }
 

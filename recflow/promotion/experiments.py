@@ -97,7 +97,7 @@ def run_record(
         "gate/primary_metric": registration.primary_metric,
         "gate/tolerance": float(decision.get("tolerance", 0.0)),
         "gate/comparison": str(decision.get("comparison", "")),
-        "gate/test_snapshots": json.dumps(decision.get("test_snapshots", [])),
+        "gate/test_cutoffs": json.dumps(decision.get("test_cutoffs", [])),
         "gate/champion_version": str((decision.get("champion") or {}).get("version") or ""),
         "registered_version": registered_version or "",
     }

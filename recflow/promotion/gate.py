@@ -4,7 +4,7 @@ A challenger replaces the champion only if
 
 1. its batch recommendations pass the output checks (trainer.served_checks), and
 2. it is not worse than the champion beyond the noise: both models are scored on the SAME test
-   window (the caller re-scores the champion's saved model on the challenger's test snapshot;
+   window (the caller re-scores the champion's saved model on the challenger's test cutoff;
    see recflow.promotion.scoring), and the paired bootstrap interval of (challenger - champion)
    over the same users' primary metric must not lie entirely below -tolerance. A
    non-inferiority rule: the number of users decides how small a loss can be told from noise.
@@ -130,7 +130,7 @@ class Decision:
     challenger_metrics: Metrics
     champion: ChampionEvaluation | None
     output_problems: tuple[str, ...]
-    context: Mapping[str, Any] = field(default_factory=dict)  # test snapshot, times, ...
+    context: Mapping[str, Any] = field(default_factory=dict)  # test cutoff, times, ...
     # (challenger - champion) per user on the same window; None without a re-scored champion
     difference: Interval | None = None
 

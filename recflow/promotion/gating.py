@@ -74,7 +74,7 @@ def run_gate(
 
     recommendations = challenger.batch_recommendations().to_pandas()
     candidates = scoring.scoring_candidates(tables)
-    snapshots = sorted(recommendations["snapshot_date"].dropna().unique())
+    cutoffs = sorted(recommendations["cutoff_date"].dropna().unique())
     problems = served_checks.check_recommendations(
         recommendations,
         candidates,
@@ -92,8 +92,8 @@ def run_gate(
         context={
             "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "challenger_run_id": challenger.run_id,
-            "test_snapshots": [str(snapshot) for snapshot in tables.test_snapshots],
-            "scoring_snapshots": [str(snapshot) for snapshot in snapshots],
+            "test_cutoffs": [str(cutoff) for cutoff in tables.test_cutoffs],
+            "scoring_cutoffs": [str(cutoff) for cutoff in cutoffs],
             "warehouse_uri": request.warehouse_uri,
             "registry": registry.location,
             "excluded_features": challenger.metadata.get("excluded_features", []),

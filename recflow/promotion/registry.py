@@ -98,7 +98,7 @@ class Registration:
             "paired_difference": decision.get("paired_difference"),
             "metrics": (decision.get("challenger") or {}).get("metrics", {}),
             "intervals": dict(self.intervals),
-            "test_snapshots": decision.get("test_snapshots", []),
+            "test_cutoffs": decision.get("test_cutoffs", []),
         }
 
 

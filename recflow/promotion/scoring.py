@@ -2,7 +2,7 @@
 
 The data grows between runs, so the champion's recorded metrics.json describes an older test
 window than the challenger's. Both models are therefore scored again here on the challenger's
-test snapshot as it is in the warehouse now: the same rows, the same positives, the same
+test cutoff as it is in the warehouse now: the same rows, the same positives, the same
 fallback and the same code (trainer.pipeline.evaluate_model).
 """
 
@@ -40,7 +40,7 @@ def load_current_tables(
 
 
 def score(run: FinishedRun, tables: pipeline.FeatureTables, *, ks: tuple[int, ...]) -> Scored:
-    """`run`'s saved model on the tables' test snapshot, or the reason it cannot be."""
+    """`run`'s saved model on the tables' test cutoff, or the reason it cannot be."""
     spec = run.spec
     examples = tables.examples
     needed = {*spec.features, *spec.source_ranks.values(), spec.split, *spec.keys}
@@ -77,5 +77,5 @@ def _as_categories(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 
 
 def scoring_candidates(tables: pipeline.FeatureTables) -> pd.DataFrame:
-    """(user_id, item_id) candidates at the latest (scoring) snapshot."""
-    return tables.scoring[["user_id", "item_id", "snapshot_date"]]
+    """(user_id, item_id) candidates at the latest (scoring) cutoff."""
+    return tables.scoring[["user_id", "item_id", "cutoff_date"]]

@@ -71,7 +71,7 @@ def test_the_project_compiles_offline_for_bigquery_and_every_statement_parses(
     checked = {node.name for node in project_check.nodes}
     assert model_files <= checked
     assert {"candidate_recall_by_source", "popularity_concentration"} <= checked
-    assert {"assert_features_use_only_events_before_their_snapshot", "recommendations"} <= checked
+    assert {"assert_features_use_only_events_before_their_cutoff", "recommendations"} <= checked
     # Every node's types were resolved, so the type and layout rules really ran everywhere.
     assert not {node.name: node.notes for node in project_check.nodes if node.notes}
     assert len(project_check.unit_tests_not_compiled) == len(manifest["unit_tests"]) > 0
@@ -104,23 +104,23 @@ def test_sources_and_models_resolve_to_the_projects_and_datasets_from_the_enviro
             "covisit_date",
             ["item_id", "related_item_id"],
         ),
-        ("int_user_items_snapshotted", "incremental", "snapshot_date", ["user_id", "item_id"]),
-        ("int_candidates_labelled", "incremental", "snapshot_date", ["user_id", "item_id"]),
-        ("candidates", "incremental", "snapshot_date", ["user_id", "item_id"]),
-        ("user_features", "incremental", "snapshot_date", ["user_id"]),
-        ("training_examples", "incremental", "snapshot_date", ["user_id", "item_id"]),
-        ("scoring_candidates", "table", "snapshot_date", ["user_id", "item_id"]),
+        ("int_user_items_aggregated", "incremental", "cutoff_date", ["user_id", "item_id"]),
+        ("int_candidates_labelled", "incremental", "cutoff_date", ["user_id", "item_id"]),
+        ("candidates", "incremental", "cutoff_date", ["user_id", "item_id"]),
+        ("user_features", "incremental", "cutoff_date", ["user_id"]),
+        ("training_examples", "incremental", "cutoff_date", ["user_id", "item_id"]),
+        ("scoring_candidates", "table", "cutoff_date", ["user_id", "item_id"]),
     ],
 )
-def test_event_and_snapshot_tables_are_partitioned_by_day_and_clustered_on_bigquery(
+def test_event_and_cutoff_tables_are_partitioned_by_day_and_clustered_on_bigquery(
     project_check: CheckResult,
     model: str,
     materialized: str,
     partition_field: str,
     cluster_by: list[str],
 ) -> None:
-    """Event-driven and per-snapshot models replace whole day partitions (insert_overwrite);
-    scoring_candidates, rebuilt from the day's snapshot, is a table; all are partitioned by day
+    """Event-driven and per-cutoff models replace whole day partitions (insert_overwrite);
+    scoring_candidates, rebuilt from the day's cutoff, is a table; all are partitioned by day
     and clustered on their keys."""
     assert project_check.manifest_path is not None
     node = json.loads(project_check.manifest_path.read_text())["nodes"][f"model.recflow.{model}"]
@@ -155,21 +155,21 @@ def broken_check(tmp_path_factory: pytest.TempPathFactory) -> CheckResult:
     )
     # DuckDB's `::` cast.
     edit(
-        models / "intermediate/snapshots/int_user_item_labels.sql",
+        models / "intermediate/cutoffs/int_user_item_labels.sql",
         "count(*) as positive_event_count",
         "count(*)::int64 as positive_event_count",
     )
     # A TIMESTAMP compared with a DATE: fine on DuckDB, "no matching signature" on BigQuery.
     edit(
         models / "marts/item_features.sql",
-        "items.created_at < cast(snapshots.snapshot_date as timestamp)",
-        "items.created_at < snapshots.snapshot_date",
+        "items.created_at < cast(cutoffs.cutoff_date as timestamp)",
+        "items.created_at < cutoffs.cutoff_date",
     )
     # A partition column the model does not have.
     edit(
         models / "marts/label_window_positives.sql",
-        "partition_date='snapshot_date'",
-        "partition_date='snapshot_day'",
+        "partition_date='cutoff_date'",
+        "partition_date='cutoff_day'",
     )
     # An incremental model whose incremental branch only (compiled only when the table
     # exists) uses DuckDB's `select * exclude`.
@@ -191,7 +191,7 @@ def broken_check(tmp_path_factory: pytest.TempPathFactory) -> CheckResult:
         ("stg_app__users", "grammar", "struct_pack(segment := segment)"),
         ("stg_app__items", "function", "try_cast(item_id as int64)"),
         ("int_user_item_labels", "cast-operator", "count(*)::int64"),
-        ("item_features", "types", "items.created_at < snapshots.snapshot_date"),
+        ("item_features", "types", "items.created_at < cutoffs.cutoff_date"),
     ],
 )
 def test_duckdb_only_sql_fails_the_check_naming_the_model_line_and_snippet(
@@ -214,9 +214,9 @@ def test_duckdb_only_sql_fails_the_check_naming_the_model_line_and_snippet(
 def test_a_partition_column_the_model_lacks_fails_the_check(broken_check: CheckResult) -> None:
     (problem,) = broken_check.node("label_window_positives").problems
     assert problem.check == "physical-design"
-    assert "`snapshot_day` is not a column of the model" in problem.message
+    assert "`cutoff_day` is not a column of the model" in problem.message
     assert problem.path == Path("models/marts/label_window_positives.sql")
-    assert problem.snippet == "partition_date='snapshot_day', cluster_by=['user_id', 'item_id']"
+    assert problem.snippet == "partition_date='cutoff_day', cluster_by=['user_id', 'item_id']"
 
 
 def test_the_incremental_branch_of_an_incremental_model_is_checked_too(

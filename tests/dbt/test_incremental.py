@@ -23,25 +23,25 @@ INCREMENTAL_MODELS = (
     "base_app__events_validated",
     "int_user_item_interactions_daily",
     "int_item_pairs_covisited",
-    # Per snapshot: closed snapshots stay as stored, open ones are recomputed.
-    "int_user_items_snapshotted",
+    # Per cutoff: closed cutoffs stay as stored, open ones are recomputed.
+    "int_user_items_aggregated",
     "int_item_neighbours_ranked",
     "int_item_neighbours_cosine",
-    "int_item_popularity_snapshotted",
+    "int_item_popularity_ranked",
     "int_user_category_affinities",
     "int_user_item_labels",
     "int_candidates_labelled",
     "user_features",
     "item_features",
     "candidates",
-    # Also rebuilds the snapshots whose split moved (sampling follows the split).
+    # Also rebuilds the cutoffs whose split moved (sampling follows the split).
     "training_examples",
 )
 COMPARED_MODELS = (
     *INCREMENTAL_MODELS,
     "stg_app__quarantined_rows",
-    "int_snapshots_scheduled",
-    "int_snapshot_days",
+    "int_cutoffs_scheduled",
+    "int_event_days_before_cutoffs",
     "scoring_candidates",
     "label_window_positives",
     "known_users",
@@ -56,7 +56,7 @@ def split_events(events: pa.Table, days_cut: int) -> tuple[pa.Table, pa.Table]:
     days before it (late events), and a copy of one event stored yesterday.
 
     The log first loses its last `days_cut` days of events, which moves where its end falls on
-    the weekly snapshot calendar. Events stamped in the future (quarantined) stay in yesterday's
+    the weekly cutoff calendar. Events stamped in the future (quarantined) stay in yesterday's
     log: the last day is the last one before now.
     """
     event_at = events["event_at"]
@@ -113,8 +113,8 @@ def differing_rows(left: Path, right: Path, model: str) -> int:
 
 
 # The tiny log's last day is a Sunday, so appending it closes a label window (a new test
-# snapshot; validation and train shift and the oldest train snapshot leaves the spine); cut
-# three days earlier, appending a day only moves the scoring snapshot.
+# cutoff; validation and train shift and the oldest train cutoff leaves the spine); cut
+# three days earlier, appending a day only moves the scoring cutoff.
 @pytest.mark.parametrize("days_cut", [0, 3], ids=["closes_a_label_window", "moves_scoring_only"])
 def test_an_incremental_day_equals_a_full_refresh(
     tiny_sample: TinySample, tmp_path: Path, days_cut: int
@@ -126,7 +126,7 @@ def test_an_incremental_day_equals_a_full_refresh(
     incremental = Isolation.under(tmp_path / "incremental", yesterday)
     first = run_dbt_command(incremental, "build")
     assert first.returncode == 0, first.output
-    test_cutoff_sql = "select snapshot_date from int_snapshots_scheduled where split = 'test'"
+    test_cutoff_sql = "select cutoff_date from int_cutoffs_scheduled where split = 'test'"
     test_cutoff_before = query(incremental.duckdb_path, test_cutoff_sql)
     incremental = Isolation(today, incremental.duckdb_path, incremental.target_path)
     second = run_dbt_command(incremental, "build")

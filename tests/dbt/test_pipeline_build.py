@@ -1,5 +1,5 @@
 """The dbt pipeline end to end on the tiny generated sample: it builds, loses no row, splits by
-time, and its features only ever look at events before their snapshot."""
+time, and its features only ever look at events before their cutoff."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from recflow.sample_data import write_data_dir
 
 pytestmark = pytest.mark.dbt
 
-POINT_IN_TIME_TEST = "assert_features_use_only_events_before_their_snapshot"
+POINT_IN_TIME_TEST = "assert_features_use_only_events_before_their_cutoff"
 STAGED_EVENT_COLUMNS = "user_id, item_id, event_type, event_at, event_value"
 
 
@@ -80,7 +80,7 @@ def test_quarantine_counts_match_the_injected_dirty_rows_and_nothing_is_lost(
 
 def test_marts_are_populated_and_split_by_time(tiny_warehouse: TinyWarehouse) -> None:
     """Every mart has rows; train, validation and test each have rows and positive labels and
-    follow each other in time; scoring is one snapshot after all labelled ones."""
+    follow each other in time; scoring is one cutoff after all labelled ones."""
     path = tiny_warehouse.duckdb_path
     empty = [mart for mart in MARTS if scalar(path, f"select count(*) from {mart}") == 0]
     assert not empty
@@ -89,7 +89,7 @@ def test_marts_are_populated_and_split_by_time(tiny_warehouse: TinyWarehouse) ->
         split: (rows, positives, first, last)
         for split, rows, positives, first, last in query(
             path,
-            "select split, count(*), sum(label), min(snapshot_date), max(snapshot_date) "
+            "select split, count(*), sum(label), min(cutoff_date), max(cutoff_date) "
             "from training_examples group by split",
         )
     }
@@ -99,7 +99,7 @@ def test_marts_are_populated_and_split_by_time(tiny_warehouse: TinyWarehouse) ->
     assert splits["train"][3] < splits["validation"][2]
     assert splits["validation"][3] < splits["test"][2]
 
-    scoring_dates = query(path, "select distinct snapshot_date from scoring_candidates")
+    scoring_dates = query(path, "select distinct cutoff_date from scoring_candidates")
     assert len(scoring_dates) == 1
     assert scoring_dates[0][0] > splits["test"][3]
 
@@ -108,8 +108,8 @@ def test_user_features_equal_a_recount_of_earlier_staged_events(
     tiny_warehouse: TinyWarehouse,
 ) -> None:
     """Recomputed in Python from `stg_app__events`, every user_features row has the same
-    events_total (events before the snapshot), events_7d (events on the 7 days before it) and
-    last_event_at, and every user with an earlier event has a row at that snapshot."""
+    events_total (events before the cutoff), events_7d (events on the 7 days before it) and
+    last_event_at, and every user with an earlier event has a row at that cutoff."""
     path = tiny_warehouse.duckdb_path
     event_times: dict[str, list[datetime]] = defaultdict(list)
     for user_id, event_at in query(path, "select user_id, event_at from stg_app__events"):
@@ -119,41 +119,41 @@ def test_user_features_equal_a_recount_of_earlier_staged_events(
 
     features = query(
         path,
-        "select user_id, snapshot_date, events_total, events_7d, last_event_at from user_features",
+        "select user_id, cutoff_date, events_total, events_7d, last_event_at from user_features",
     )
     assert features
-    snapshots: set[date] = set()
+    cutoffs: set[date] = set()
     mismatches = []
-    for user_id, snapshot_date, events_total, events_7d, last_event_at in features:
-        snapshots.add(snapshot_date)
+    for user_id, cutoff_date, events_total, events_7d, last_event_at in features:
+        cutoffs.add(cutoff_date)
         times = event_times.get(user_id, [])
-        cutoff = datetime.combine(snapshot_date, time())
+        cutoff = datetime.combine(cutoff_date, time())
         before = bisect_left(times, cutoff)
         week_start = bisect_left(times, cutoff - timedelta(days=7))
         expected = (before, before - week_start, times[before - 1] if before else None)
         if (events_total, events_7d, last_event_at) != expected:
-            mismatches.append((user_id, snapshot_date, (events_total, events_7d), expected))
+            mismatches.append((user_id, cutoff_date, (events_total, events_7d), expected))
     assert not mismatches, mismatches[:5]
 
-    keys = {(user_id, snapshot_date) for user_id, snapshot_date, *_ in features}
+    keys = {(user_id, cutoff_date) for user_id, cutoff_date, *_ in features}
     expected_keys = {
-        (user_id, snapshot)
+        (user_id, cutoff)
         for user_id, times in event_times.items()
-        for snapshot in snapshots
-        if times[0] < datetime.combine(snapshot, time())
+        for cutoff in cutoffs
+        if times[0] < datetime.combine(cutoff, time())
     }
     assert keys == expected_keys
 
 
-def test_no_feature_row_uses_an_event_at_or_after_its_snapshot(
+def test_no_feature_row_uses_an_event_at_or_after_its_cutoff(
     tiny_warehouse: TinyWarehouse,
 ) -> None:
-    """user_features and item_features never carry a last_event_at on or after snapshot_date
+    """user_features and item_features never carry a last_event_at on or after cutoff_date
     (and do carry some, so the check is not vacuous)."""
     for mart in ("user_features", "item_features"):
         late, dated = query(
             tiny_warehouse.duckdb_path,
-            "select count(*) filter (where last_event_at >= cast(snapshot_date as timestamp)), "
+            "select count(*) filter (where last_event_at >= cast(cutoff_date as timestamp)), "
             f"count(last_event_at) from {mart}",
         )[0]
         assert late == 0, mart
@@ -188,23 +188,23 @@ def test_csv_sample_stages_the_same_events_and_quarantines_unparseable_timestamp
     assert from_csv == from_parquet
 
 
-def test_point_in_time_test_fails_when_a_feature_row_leaks_its_snapshot(
+def test_point_in_time_test_fails_when_a_feature_row_leaks_its_cutoff(
     tiny_warehouse: TinyWarehouse, tmp_path: Path
 ) -> None:
     """The singular point-in-time test is not vacuous: on a copy of the built warehouse where one
-    user_features row claims an event at its snapshot instant, it fails and dbt exits non-zero."""
+    user_features row claims an event at its cutoff instant, it fails and dbt exits non-zero."""
     # Same file name: dbt-duckdb names the catalog after the file, and staged views refer to it.
     mutant = tmp_path / "mutant" / tiny_warehouse.duckdb_path.name
     mutant.parent.mkdir()
     shutil.copyfile(tiny_warehouse.duckdb_path, mutant)
     with duckdb.connect(str(mutant)) as connection:
-        user_id, snapshot_date = connection.execute(
-            "select user_id, snapshot_date from user_features order by all limit 1"
+        user_id, cutoff_date = connection.execute(
+            "select user_id, cutoff_date from user_features order by all limit 1"
         ).fetchall()[0]
         connection.execute(
-            "update user_features set last_event_at = cast(snapshot_date as timestamp) "
-            "where user_id = ? and snapshot_date = ?",
-            [user_id, snapshot_date],
+            "update user_features set last_event_at = cast(cutoff_date as timestamp) "
+            "where user_id = ? and cutoff_date = ?",
+            [user_id, cutoff_date],
         )
     isolation = Isolation(
         data_dir=tiny_warehouse.data_dir,

@@ -247,15 +247,15 @@ def test_pandas_baseline_computes_the_dbt_features(
     with duckdb.connect(str(tiny_warehouse.duckdb_path), read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
         dbt_users = con.sql(
-            "select user_id, snapshot_date, events_total, events_7d, positive_events_28d,"
+            "select user_id, cutoff_date, events_total, events_7d, positive_events_28d,"
             " distinct_items_total, active_days_total, favourite_category from user_features"
         ).df()
         dbt_items = con.sql(
-            "select item_id, snapshot_date, users_1d, users_7d, users_28d, events_28d,"
+            "select item_id, cutoff_date, users_1d, users_7d, users_28d, events_28d,"
             " popularity_rank from item_features where events_28d > 0"
         ).df()
         dbt_neighbours = con.sql(
-            "select item_id, related_item_id, snapshot_date, covisit_count"
+            "select item_id, related_item_id, cutoff_date, covisit_count"
             " from int_item_neighbours_ranked"
         ).df()
     pandas_items = pd.read_parquet(tmp_path / "item_features.parquet").rename(
@@ -271,7 +271,7 @@ def test_pandas_baseline_computes_the_dbt_features(
             ["item_id", "related_item_id"],
         ),
     ):
-        keys = [*keys, "snapshot_date"]
+        keys = [*keys, "cutoff_date"]
         columns = list(dbt_frame.columns)
         expected = _normalised(dbt_frame, keys)
         got = _normalised(pandas_frame[columns], keys)
@@ -280,7 +280,7 @@ def test_pandas_baseline_computes_the_dbt_features(
 
 
 def _normalised(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    frame = frame.assign(snapshot_date=pd.to_datetime(frame["snapshot_date"]).dt.date)
+    frame = frame.assign(cutoff_date=pd.to_datetime(frame["cutoff_date"]).dt.date)
     return frame.sort_values(keys).reset_index(drop=True)
 
 

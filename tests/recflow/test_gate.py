@@ -247,7 +247,7 @@ def recommendations(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
             "item_id": [item for _, item, _ in rows],
             "recommendation_rank": [rank for _, _, rank in rows],
             "score": [1.0 / rank for _, _, rank in rows],
-            "snapshot_date": CUTOFF,
+            "cutoff_date": CUTOFF,
             "model_version": "run-1",
             "generated_at": datetime(2026, 1, 12, 3, 0),
         }

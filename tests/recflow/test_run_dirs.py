@@ -15,8 +15,8 @@ from recflow.promotion.run_dirs import RunDirError, read_run
 from trainer.feature_spec import FeatureSpec
 
 SPEC = FeatureSpec(
-    keys=("user_id", "item_id", "snapshot_date"),
-    group=("user_id", "snapshot_date"),
+    keys=("user_id", "item_id", "cutoff_date"),
+    group=("user_id", "cutoff_date"),
     label="label",
     split="split",
     features=("f",),

@@ -55,7 +55,7 @@ def settings_error(**arguments: Any) -> str:
         ("event_types={click: {weight: 1}}", ("event_types", {"click": {"weight": 1}})),
         ("as_of=", ("as_of", None)),
         # A YAML date becomes the ISO string dbt and run_metadata.json get as JSON.
-        ("snapshot_calendar_anchor=2000-01-10", ("snapshot_calendar_anchor", "2000-01-10")),
+        ("cutoff_calendar_anchor=2000-01-10", ("cutoff_calendar_anchor", "2000-01-10")),
         ("as_of=2026-03-01T00:00:00Z", ("as_of", "2026-03-01 00:00:00+00:00")),
         ("as_of='a=b'", ("as_of", "a=b")),  # splits on the first '=' only
     ],
@@ -79,10 +79,10 @@ def test_a_malformed_var_is_refused(assignment: str, fragments: list[str]) -> No
 
 def test_a_vars_file_is_a_yaml_mapping(tmp_path: Path) -> None:
     path = tmp_path / "vars.yml"
-    path.write_text("exclude_seen_items: false\nsnapshot_calendar_anchor: 2000-01-10\n")
+    path.write_text("exclude_seen_items: false\ncutoff_calendar_anchor: 2000-01-10\n")
     assert read_vars_file(path) == {
         "exclude_seen_items": False,
-        "snapshot_calendar_anchor": "2000-01-10",
+        "cutoff_calendar_anchor": "2000-01-10",
     }
 
 
@@ -124,7 +124,7 @@ def test_var_wins_over_the_holdout_shorthand_which_wins_over_the_file(tmp_path: 
         "label_window_days": 10,
         "min_history_days": 35,
         "exclude_seen_items": False,
-        "snapshot_interval_days": 14,
+        "cutoff_interval_days": 14,
         "recommendations_per_user": 20,
     }
 
@@ -221,9 +221,9 @@ def test_top_k_and_a_different_recommendations_per_user_are_refused() -> None:
     assert "--top-k (10)" in message and "recommendations_per_user (12)" in message, message
 
 
-def test_a_label_window_longer_than_the_snapshot_interval_is_refused() -> None:
+def test_a_label_window_longer_than_the_cutoff_interval_is_refused() -> None:
     message = settings_error(var_assignments=["label_window_days=8"])
-    assert "label_window_days (8)" in message and "snapshot_interval_days (7)" in message
+    assert "label_window_days (8)" in message and "cutoff_interval_days (7)" in message
 
 
 # --- the trainer's own checks ---------------------------------------------------------------
@@ -395,8 +395,8 @@ def test_overrides_reach_dbt_and_the_run_metadata(
     # Seen items stay candidates once exclude_seen_items is false.
     (seen,) = query(
         warehouse,
-        "select count(*) from candidates join int_user_items_snapshotted using "
-        "(user_id, item_id, snapshot_date)",
+        "select count(*) from candidates join int_user_items_aggregated using "
+        "(user_id, item_id, cutoff_date)",
     )
     assert seen[0] > 0
     assert query(warehouse, "select distinct count(*) from recommendations group by user_id") == [

@@ -148,7 +148,7 @@ def test_heavily_reused_table_turned_view_raises_scans(
     base_manifest: dict[str, Any], tiny_sample: TinySample, tmp_path: Path
 ) -> None:
     def make_view(dbt_dir: Path) -> None:
-        model = dbt_dir / "models" / "intermediate" / "snapshots" / "int_snapshots_scheduled.sql"
+        model = dbt_dir / "models" / "intermediate" / "cutoffs" / "int_cutoffs_scheduled.sql"
         model.write_text("{{ config(materialized='view') }}\n" + model.read_text())
 
     report, markdown = _review(base_manifest, make_view, tiny_sample, tmp_path)
@@ -164,7 +164,7 @@ def test_heavily_reused_table_turned_view_raises_scans(
         for flag in _flags(report, "table_scans_increased")
         if "base_app__events_validated" in flag["message"]
     ]
-    assert "int_snapshots_scheduled (view)" in increase["message"]
+    assert "int_cutoffs_scheduled (view)" in increase["message"]
     assert _flags(report, "view_with_many_children")
     assert not _flags(report, "raw_scan_added")
 

@@ -56,7 +56,7 @@ TABLE_URL = f"/bigquery/v2/projects/{PROJECT}/datasets/features/tables/item_feat
 ITEM_FEATURES = pa.table(
     {
         "item_id": ["item-001", "item-002", "item-003", "item-004", "item-005"],
-        "snapshot_date": [date(2026, 1, 5)] * 3 + [date(2026, 1, 12)] * 2,
+        "cutoff_date": [date(2026, 1, 5)] * 3 + [date(2026, 1, 12)] * 2,
         "category": ["books", None, "games", "books", "toys"],
         "popularity_rank": [1, 2, 3, 1, 2],
         "users_7d": [42, 17, None, 50, 0],
@@ -73,7 +73,7 @@ ITEM_FEATURES = pa.table(
     schema=pa.schema(
         [
             ("item_id", pa.string()),
-            ("snapshot_date", pa.date32()),
+            ("cutoff_date", pa.date32()),
             ("category", pa.string()),
             ("popularity_rank", pa.int64()),
             ("users_7d", pa.int64()),
@@ -308,7 +308,7 @@ def recommendations(rows: int) -> pa.Table:
             "item_id": [item_ids[32 * index : 32 * (index + 1)] for index in range(rows)],
             "recommendation_rank": [index % 20 + 1 for index in range(rows)],
             "score": [1.0 / (index + 1) for index in range(rows)],
-            "snapshot_date": [date(2026, 1, 19)] * rows,
+            "cutoff_date": [date(2026, 1, 19)] * rows,
             "model_version": ["20260119T000000000000Z"] * rows,
             "generated_at": [datetime(2026, 1, 19, 6, 30)] * rows,
         },
@@ -352,7 +352,7 @@ def test_recommendations_replace_the_table_in_one_parquet_load_job(
                 {"name": "item_id", "type": "STRING", "mode": "NULLABLE"},
                 {"name": "recommendation_rank", "type": "INT64", "mode": "NULLABLE"},
                 {"name": "score", "type": "FLOAT64", "mode": "NULLABLE"},
-                {"name": "snapshot_date", "type": "DATE", "mode": "NULLABLE"},
+                {"name": "cutoff_date", "type": "DATE", "mode": "NULLABLE"},
                 {"name": "model_version", "type": "STRING", "mode": "NULLABLE"},
                 {"name": "generated_at", "type": "TIMESTAMP", "mode": "NULLABLE"},
             ]

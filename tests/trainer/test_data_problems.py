@@ -26,10 +26,10 @@ HEALTHY = EventLogSummary(
     test_cutoffs=2,
     max_min_history_days=35,
     min_history_days=28,
-    snapshot_interval_days=7,
+    cutoff_interval_days=7,
     label_window_days=7,
-    test_snapshots=2,
-    validation_snapshots=2,
+    test_cutoff_count=2,
+    validation_cutoff_count=2,
     as_of=None,
 )
 

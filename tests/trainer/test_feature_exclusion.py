@@ -11,7 +11,7 @@ from trainer.task import get_args
 
 SPEC = FeatureSpec(
     keys=("user_id", "item_id"),
-    group=("user_id", "snapshot_date"),
+    group=("user_id", "cutoff_date"),
     label="label",
     split="split",
     features=("item_category", "popularity_rank", "user_events_7d"),
@@ -19,7 +19,7 @@ SPEC = FeatureSpec(
     source_ranks={"popularity": "popularity_rank"},
     popularity_rank="popularity_rank_7d",
 )
-COLUMNS = ["user_id", "item_id", "snapshot_date", "split", *SPEC.features]
+COLUMNS = ["user_id", "item_id", "cutoff_date", "split", *SPEC.features]
 
 
 def test_excluded_features_leave_the_model_but_stay_expected_in_the_table() -> None:

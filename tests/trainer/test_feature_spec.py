@@ -43,7 +43,7 @@ def valid_examples_columns() -> list[dict[str, Any]]:
         column("covis_rank", "feature", "source_rank", candidate_source="covisitation"),
         column("pop_rank", "feature", "source_rank"),
         column("note"),
-        column("snapshot_date", "key", "group"),
+        column("cutoff_date", "key", "group"),
         column("label", "label"),
     ]
 
@@ -90,8 +90,8 @@ def test_spec_from_a_minimal_manifest_follows_the_roles_in_table_order() -> None
     spec = spec_from_manifest(manifest())
 
     assert spec == FeatureSpec(
-        keys=("user_id", "item_id", "snapshot_date"),
-        group=("user_id", "snapshot_date"),
+        keys=("user_id", "item_id", "cutoff_date"),
+        group=("user_id", "cutoff_date"),
         label="label",
         split="split",
         features=("segment", "score_a", "covis_rank", "pop_rank"),
@@ -268,8 +268,8 @@ def test_spec_from_the_real_manifest(tiny_warehouse: TinyWarehouse) -> None:
     spec = spec_from_manifest(manifest_bytes)
     columns = marts_yaml_columns(EXAMPLES_MODEL)
 
-    assert spec.keys == ("user_id", "item_id", "snapshot_date")
-    assert spec.group == ("user_id", "snapshot_date")
+    assert spec.keys == ("user_id", "item_id", "cutoff_date")
+    assert spec.group == ("user_id", "cutoff_date")
     assert spec.label == "label"
     assert spec.split == "split"
     assert spec.features == tuple(c["name"] for c in columns if "feature" in yaml_roles(c))

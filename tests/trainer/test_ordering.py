@@ -13,8 +13,8 @@ from trainer.evaluation import ranked_lists
 from trainer.feature_spec import FeatureSpec
 
 SPEC = FeatureSpec(
-    keys=("user_id", "item_id", "snapshot_date"),
-    group=("user_id", "snapshot_date"),
+    keys=("user_id", "item_id", "cutoff_date"),
+    group=("user_id", "cutoff_date"),
     label="label",
     split="split",
     features=("score_feature", "segment"),
@@ -95,14 +95,14 @@ def test_lexicographic_order_falls_back_to_lexsort_for_wide_keys() -> None:
 
 def test_to_frame_sorts_like_arrow_sort_by() -> None:
     rows = candidates(4).assign(
-        snapshot_date=lambda frame: pd.to_datetime("2026-01-05").date(),
+        cutoff_date=lambda frame: pd.to_datetime("2026-01-05").date(),
         split="train",
         label=lambda frame: (frame["score"] > 2).astype(np.int64),
         score_feature=lambda frame: frame["score"],
         segment=lambda frame: frame["user_id"].str[-1],
     )
     table = pa.Table.from_pandas(rows.drop(columns="score"), preserve_index=False)
-    keys = ["user_id", "snapshot_date", "item_id"]
+    keys = ["user_id", "cutoff_date", "item_id"]
     expected = to_frame(table.sort_by([(key, "ascending") for key in keys]), SPEC)
     result = to_frame(table, SPEC, sort_by=keys)
     pd.testing.assert_frame_equal(result, expected)
@@ -113,7 +113,7 @@ def test_split_frame_keeps_positive_groups_sorted_with_their_sizes() -> None:
         {
             "user_id": ["b", "a", "b", "a", "c", "a", "b"],
             "item_id": ["i2", "i1", "i1", "i3", "i1", "i2", "i3"],
-            "snapshot_date": [1, 1, 1, 1, 1, 2, 1],
+            "cutoff_date": [1, 1, 1, 1, 1, 2, 1],
             "split": ["train"] * 6 + ["test"],
             "label": [0, 1, 1, 0, 0, 0, 1],
             "score_feature": np.arange(7, dtype=np.float32),

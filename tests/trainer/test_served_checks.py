@@ -25,7 +25,7 @@ def batch(rows: list[tuple[str, str, int, float | None]]) -> pa.Table:
             "item_id": items,
             "recommendation_rank": ranks,
             "score": scores,
-            "snapshot_date": [date(2026, 1, 12)] * len(rows),
+            "cutoff_date": [date(2026, 1, 12)] * len(rows),
             "model_version": ["run"] * len(rows),
             "generated_at": [datetime(2026, 1, 12, tzinfo=UTC)] * len(rows),
         }

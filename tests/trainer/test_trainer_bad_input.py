@@ -81,14 +81,14 @@ def all_features_constant(warehouse: TinyWarehouse) -> list[str]:
 
 SINGLE_POSITIVE_GROUP = [
     f"""create temp table kept as
-        select user_id, snapshot_date from {EXAMPLES_MODEL}
+        select user_id, cutoff_date from {EXAMPLES_MODEL}
         where split = '{TRAIN}' and label = 1
-        order by snapshot_date, user_id
+        order by cutoff_date, user_id
         limit 1""",
     f"""delete from {EXAMPLES_MODEL} as examples
         where split = '{TRAIN}' and not exists (
             select 1 from kept
-            where kept.user_id = examples.user_id and kept.snapshot_date = examples.snapshot_date
+            where kept.user_id = examples.user_id and kept.cutoff_date = examples.cutoff_date
         )""",
 ]
 
@@ -108,12 +108,12 @@ SINGLE_POSITIVE_GROUP = [
         ),
         pytest.param(
             SINGLE_POSITIVE_GROUP,
-            ["has 1 ranking group with a positive label", "user_id, snapshot_date", "two"],
+            ["has 1 ranking group with a positive label", "user_id, cutoff_date", "two"],
             id="single-positive-group",
         ),
         pytest.param(
             [f"delete from {EXAMPLES_MODEL} where split = 'validation'"],
-            ["no 'validation' rows", "snapshot"],
+            ["no 'validation' rows", "cutoff"],
             id="no-validation-split",
         ),
     ],
@@ -133,13 +133,13 @@ def test_untrainable_data_is_refused_before_training(
 def test_single_group_fixture_really_keeps_one_positive_group(
     tiny_warehouse: TinyWarehouse, tmp_path: Path
 ) -> None:
-    """Guards the case above: after the mutation, train has exactly one (user, snapshot) group
+    """Guards the case above: after the mutation, train has exactly one (user, cutoff) group
     and it has a positive, while validation and test are untouched."""
     warehouse = mutated_copy(tiny_warehouse, tmp_path, *SINGLE_POSITIVE_GROUP)
 
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         groups = connection.execute(
-            f"select count(distinct (user_id, snapshot_date)), max(label) from {EXAMPLES_MODEL} "
+            f"select count(distinct (user_id, cutoff_date)), max(label) from {EXAMPLES_MODEL} "
             f"where split = '{TRAIN}'"
         ).fetchone()
         others = connection.execute(

@@ -205,10 +205,10 @@ def test_evaluation_reports_every_ranker_per_segment_within_bounds(
     assert result.metrics["all_users"]["model"]["recall@20"] > 0.0
 
     lists = result.test_recommendations
-    assert list(lists.columns) == ["user_id", "item_id", "rank", "is_fallback", "snapshot_date"]
-    assert lists["snapshot_date"].nunique() == 2  # two test cutoffs, each served on its own
-    assert not lists.duplicated(["user_id", "item_id", "snapshot_date"]).any()
-    assert lists.groupby(["user_id", "snapshot_date"])["rank"].max().le(max(KS)).all()
+    assert list(lists.columns) == ["user_id", "item_id", "rank", "is_fallback", "cutoff_date"]
+    assert lists["cutoff_date"].nunique() == 2  # two test cutoffs, each served on its own
+    assert not lists.duplicated(["user_id", "item_id", "cutoff_date"]).any()
+    assert lists.groupby(["user_id", "cutoff_date"])["rank"].max().le(max(KS)).all()
 
 
 def test_per_user_metrics_average_to_the_reported_ones_inside_their_intervals(
@@ -255,7 +255,7 @@ def test_recommend_gives_each_scored_user_ranks_one_to_k(
     scored_users = set(loaded.tables.scoring["user_id"])
     fallback = serving.fallback_items(
         loaded.tables.item_features[
-            loaded.tables.item_features["snapshot_date"] == loaded.tables.scoring_cutoff
+            loaded.tables.item_features["cutoff_date"] == loaded.tables.scoring_cutoff
         ],
         loaded.spec.popularity_rank,
         k=TOP_K,
@@ -343,8 +343,8 @@ def test_run_metadata_records_provenance(finished_run: FinishedRun, loaded: Load
         # The baselines read the history at the test cutoffs only.
         HISTORY_MODEL: scalar(
             warehouse,
-            f"select count(*) from {HISTORY_MODEL} where snapshot_date in "
-            f"(select snapshot_date from training_examples where split = 'test')",
+            f"select count(*) from {HISTORY_MODEL} where cutoff_date in "
+            f"(select cutoff_date from training_examples where split = 'test')",
         ),
         "batch_recommendations": scalar(warehouse, "select count(*) from ml.batch_recommendations"),
     }
@@ -368,21 +368,21 @@ def test_metrics_can_be_recomputed_from_the_artifacts(finished_run: FinishedRun)
     positives = pd.DataFrame(
         query(
             warehouse,
-            f"select user_id, item_id, is_warm_user, snapshot_date from {POSITIVES_MODEL} "
+            f"select user_id, item_id, is_warm_user, cutoff_date from {POSITIVES_MODEL} "
             f"where split = '{TEST}'",
         ),
-        columns=["user_id", "item_id", "is_warm_user", "snapshot_date"],
+        columns=["user_id", "item_id", "is_warm_user", "cutoff_date"],
     )
-    test_snapshots = set(positives["snapshot_date"])
-    assert set(lists["snapshot_date"]) == test_snapshots and len(test_snapshots) == 2
+    test_cutoff_count = set(positives["cutoff_date"])
+    assert set(lists["cutoff_date"]) == test_cutoff_count and len(test_cutoff_count) == 2
     catalogue_size = scalar(
         warehouse,
-        f"select count(distinct item_id) from {ITEM_FEATURES_MODEL} where snapshot_date in "
-        f"(select snapshot_date from {POSITIVES_MODEL} where split = '{TEST}')",
+        f"select count(distinct item_id) from {ITEM_FEATURES_MODEL} where cutoff_date in "
+        f"(select cutoff_date from {POSITIVES_MODEL} where split = '{TEST}')",
     )
 
     def by_query(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.assign(user_id=frame["user_id"] + "@" + frame["snapshot_date"].astype(str))
+        return frame.assign(user_id=frame["user_id"] + "@" + frame["cutoff_date"].astype(str))
 
     lists = by_query(lists)
     positives = by_query(positives)
@@ -427,8 +427,8 @@ def test_batch_recommendations_table_is_written_back(finished_run: FinishedRun) 
     assert query(warehouse, "select distinct model_version from ml.batch_recommendations") == [
         (metadata["run_id"],)
     ]
-    assert query(warehouse, "select distinct snapshot_date from ml.batch_recommendations") == (
-        query(warehouse, f"select distinct snapshot_date from {SCORING_MODEL}")
+    assert query(warehouse, "select distinct cutoff_date from ml.batch_recommendations") == (
+        query(warehouse, f"select distinct cutoff_date from {SCORING_MODEL}")
     )
 
 
@@ -494,7 +494,7 @@ def test_a_feature_added_in_sql_and_yaml_reaches_the_model(
     )
     shutil.copytree(REPO_ROOT / "analyses", repo / "analyses")
     insert_before(
-        repo / "dbt/models/intermediate/snapshots/int_candidates_featurized.sql",
+        repo / "dbt/models/intermediate/cutoffs/int_candidates_featurized.sql",
         ANCHOR_SQL,
         FEATURE_SQL,
         count=1,

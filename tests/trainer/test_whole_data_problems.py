@@ -315,7 +315,7 @@ def test_the_summary_of_a_trainable_log_recounts_the_staged_tables_and_diagnoses
         summary.positive_events
         == query(path, "select count(*) from stg_app__events where is_positive")[0][0]
     )
-    splits = dict(query(path, "select split, count(*) from int_snapshots_scheduled group by 1"))
+    splits = dict(query(path, "select split, count(*) from int_cutoffs_scheduled group by 1"))
     assert (summary.train_cutoffs, summary.validation_cutoffs, summary.test_cutoffs) == (
         splits["train"],
         splits["validation"],

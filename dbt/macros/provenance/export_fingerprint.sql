@@ -16,8 +16,8 @@
     in step. -#}
 {% macro vars_shaping_stored_tables() %}
     {%- set names = [
-        'event_types', 'snapshot_interval_days', 'snapshot_calendar_anchor', 'label_window_days',
-        'min_history_days', 'train_snapshots', 'test_snapshots', 'validation_snapshots',
+        'event_types', 'cutoff_interval_days', 'cutoff_calendar_anchor', 'label_window_days',
+        'min_history_days', 'train_cutoff_count', 'test_cutoff_count', 'validation_cutoff_count',
         'train_negative_sample_percent', 'train_users_per_cutoff', 'labelled_users_per_cutoff',
         'popularity_rank_window_days', 'covisit_max_positions', 'covisit_max_minutes',
         'covisit_lookback_days', 'covisit_neighbours_per_item', 'itemknn_items_per_user',

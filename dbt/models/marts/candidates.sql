@@ -1,7 +1,7 @@
 {{
-    config(incremental_by_snapshot(cluster_by=['user_id', 'item_id']))
+    config(incremental_by_cutoff(cluster_by=['user_id', 'item_id']))
 }}
--- Candidate items per user and snapshot, from several sources, each keeping its own score and
+-- Candidate items per user and cutoff, from several sources, each keeping its own score and
 -- rank so the ranker (and the evaluation) can tell them apart:
 --   covisitation:   neighbours of the user's most recent items within short sessions
 --   itemknn:        cosine neighbours over whole user histories (int_item_neighbours_cosine)
@@ -10,7 +10,7 @@
 --   category:       the most popular items of the user's two favourite categories
 --   repeat:         the user's own most recent items, only when `exclude_seen_items` is false,
 --                   so the ranker decides whether this data set re-consumes
--- Every user with any event before the snapshot gets candidates, however long ago it was: the
+-- Every user with any event before the cutoff gets candidates, however long ago it was: the
 -- popularity sources alone give each of them `candidates_per_source` items, so every known user
 -- with history is served K items (users without history get the fallback, trainer/serving.py).
 -- Items the user already interacted with are removed before each source keeps its top
@@ -18,17 +18,17 @@
 -- Cost at scale is the rows that reach the seen-item anti-join, the per-source rank and the
 -- pivot, so the popularity sources are cut to the rows that can still be kept (see below), the
 -- anti-join runs once on the union of the sources, and one window ranks them all.
--- At labelled snapshots (train, validation, test) only users with a positive in the label
+-- At labelled cutoffs (train, validation, test) only users with a positive in the label
 -- window get candidates, at most `labelled_users_per_cutoff` (int_labelled_users_sampled): the
 -- ranker learns only from groups holding a positive (trainer/dataset.py) and the evaluation
 -- scores only users with a positive (trainer/metrics.py, coverage included), so the other
 -- users' candidates would be built, featurized and dropped.
--- The scoring snapshot keeps every user.
+-- The scoring cutoff keeps every user.
 
 {%- set per_source = var('candidates_per_source') %}
 {%- set history_items = [var('recent_items_per_user'), var('itemknn_items_per_user')]
     + ([] if var('exclude_seen_items') else [per_source]) %}
-{#- The popularity sources: name and the rank column of int_item_popularity_snapshotted. #}
+{#- The popularity sources: name and the rank column of int_item_popularity_ranked. #}
 {%- set popularity_sources = [
     ('popularity', 'popularity_rank'), ('popularity_all', 'popularity_all_rank')
 ] %}
@@ -40,92 +40,92 @@ with
 recent_user_items as (
 
     select
-        snapshot_date,
+        cutoff_date,
         user_id,
         item_id,
         recency_rank,
         last_event_at
 
-    from {{ ref('int_user_items_snapshotted') }}
+    from {{ ref('int_user_items_aggregated') }}
     where
         recency_rank <= {{ history_items | max }}
-        and {{ snapshots_to_rebuild() }}
+        and {{ cutoffs_to_rebuild() }}
 
 ),
 
 seen_user_items as (
 
     select
-        snapshot_date,
+        cutoff_date,
         user_id,
         item_id
 
-    from {{ ref('int_user_items_snapshotted') }}
-    where {{ snapshots_to_rebuild() }}
+    from {{ ref('int_user_items_aggregated') }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
 neighbours as (
 
     select * from {{ ref('int_item_neighbours_ranked') }}
-    where {{ snapshots_to_rebuild() }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
 cosine_neighbours as (
 
     select * from {{ ref('int_item_neighbours_cosine') }}
-    where {{ snapshots_to_rebuild() }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
 popularity as (
 
-    select * from {{ ref('int_item_popularity_snapshotted') }}
-    where {{ snapshots_to_rebuild() }}
+    select * from {{ ref('int_item_popularity_ranked') }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
 affinities as (
 
     select * from {{ ref('int_user_category_affinities') }}
-    where {{ snapshots_to_rebuild() }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
-snapshots as (
+cutoffs as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
-    where {{ snapshots_to_rebuild() }}
+    select * from {{ ref('int_cutoffs_scheduled') }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
 labelled_users as (
 
     select * from {{ ref('int_labelled_users_sampled') }}
-    where {{ snapshots_to_rebuild() }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
--- A user's most recent item (recency rank 1): one row per user with history and snapshot, no
+-- A user's most recent item (recency rank 1): one row per user with history and cutoff, no
 -- DISTINCT over the whole history. Any history counts, however old: every user is served.
 active_users as (
 
     select
-        recent_user_items.snapshot_date,
+        recent_user_items.cutoff_date,
         recent_user_items.user_id
 
     from recent_user_items
-    inner join snapshots
-        on recent_user_items.snapshot_date = snapshots.snapshot_date
+    inner join cutoffs
+        on recent_user_items.cutoff_date = cutoffs.cutoff_date
     left join labelled_users
         on
-            recent_user_items.snapshot_date = labelled_users.snapshot_date
+            recent_user_items.cutoff_date = labelled_users.cutoff_date
             and recent_user_items.user_id = labelled_users.user_id
     where
         recent_user_items.recency_rank = 1
         and (
-            snapshots.split = 'scoring'
+            cutoffs.split = 'scoring'
             or labelled_users.user_id is not null
         )
 
@@ -138,7 +138,7 @@ recent_items as (
     from recent_user_items
     inner join active_users
         on
-            recent_user_items.snapshot_date = active_users.snapshot_date
+            recent_user_items.cutoff_date = active_users.cutoff_date
             and recent_user_items.user_id = active_users.user_id
 
 ),
@@ -146,7 +146,7 @@ recent_items as (
 covisitation_scored as (
 
     select
-        recent_items.snapshot_date,
+        recent_items.cutoff_date,
         recent_items.user_id,
         neighbours.related_item_id as item_id,
         'covisitation' as candidate_source,
@@ -160,10 +160,10 @@ covisitation_scored as (
     from recent_items
     inner join neighbours
         on
-            recent_items.snapshot_date = neighbours.snapshot_date
+            recent_items.cutoff_date = neighbours.cutoff_date
             and recent_items.item_id = neighbours.item_id
     where recent_items.recency_rank <= {{ var('recent_items_per_user') }}
-    group by recent_items.snapshot_date, recent_items.user_id, neighbours.related_item_id
+    group by recent_items.cutoff_date, recent_items.user_id, neighbours.related_item_id
 
 ),
 
@@ -173,7 +173,7 @@ covisitation_scored as (
 itemknn_scored as (
 
     select
-        recent_items.snapshot_date,
+        recent_items.cutoff_date,
         recent_items.user_id,
         cosine_neighbours.related_item_id as item_id,
         'itemknn' as candidate_source,
@@ -184,10 +184,10 @@ itemknn_scored as (
     from recent_items
     inner join cosine_neighbours
         on
-            recent_items.snapshot_date = cosine_neighbours.snapshot_date
+            recent_items.cutoff_date = cosine_neighbours.cutoff_date
             and recent_items.item_id = cosine_neighbours.item_id
     where recent_items.recency_rank <= {{ var('itemknn_items_per_user') }}
-    group by recent_items.snapshot_date, recent_items.user_id, cosine_neighbours.related_item_id
+    group by recent_items.cutoff_date, recent_items.user_id, cosine_neighbours.related_item_id
 
 ),
 
@@ -197,7 +197,7 @@ itemknn_scored as (
 repeat_scored as (
 
     select
-        snapshot_date,
+        cutoff_date,
         user_id,
         item_id,
         'repeat' as candidate_source,
@@ -236,16 +236,16 @@ category_popular_items as (
 seen_{{ source }}_counts as (
 
     select
-        seen_user_items.snapshot_date,
+        seen_user_items.cutoff_date,
         seen_user_items.user_id,
         count(*) as seen_item_count
 
     from seen_user_items
     inner join {{ source }}_items
         on
-            seen_user_items.snapshot_date = {{ source }}_items.snapshot_date
+            seen_user_items.cutoff_date = {{ source }}_items.cutoff_date
             and seen_user_items.item_id = {{ source }}_items.item_id
-    group by seen_user_items.snapshot_date, seen_user_items.user_id
+    group by seen_user_items.cutoff_date, seen_user_items.user_id
 
 ),
 {%- endfor %}
@@ -253,7 +253,7 @@ seen_{{ source }}_counts as (
 seen_category_popular_counts as (
 
     select
-        seen_user_items.snapshot_date,
+        seen_user_items.cutoff_date,
         seen_user_items.user_id,
         category_popular_items.category,
         count(*) as seen_item_count
@@ -261,10 +261,10 @@ seen_category_popular_counts as (
     from seen_user_items
     inner join category_popular_items
         on
-            seen_user_items.snapshot_date = category_popular_items.snapshot_date
+            seen_user_items.cutoff_date = category_popular_items.cutoff_date
             and seen_user_items.item_id = category_popular_items.item_id
     group by
-        seen_user_items.snapshot_date,
+        seen_user_items.cutoff_date,
         seen_user_items.user_id,
         category_popular_items.category
 
@@ -274,7 +274,7 @@ seen_category_popular_counts as (
 {{ source }}_scored as (
 
     select
-        active_users.snapshot_date,
+        active_users.cutoff_date,
         active_users.user_id,
         {{ source }}_items.item_id,
         '{{ source }}' as candidate_source,
@@ -283,10 +283,10 @@ seen_category_popular_counts as (
 
     from active_users
     inner join {{ source }}_items
-        on active_users.snapshot_date = {{ source }}_items.snapshot_date
+        on active_users.cutoff_date = {{ source }}_items.cutoff_date
     left join seen_{{ source }}_counts
         on
-            active_users.snapshot_date = seen_{{ source }}_counts.snapshot_date
+            active_users.cutoff_date = seen_{{ source }}_counts.cutoff_date
             and active_users.user_id = seen_{{ source }}_counts.user_id
     where
         {{ source }}_items.{{ rank_column }}
@@ -298,7 +298,7 @@ seen_category_popular_counts as (
 category_scored as (
 
     select
-        affinities.snapshot_date,
+        affinities.cutoff_date,
         affinities.user_id,
         category_popular_items.item_id,
         'category' as candidate_source,
@@ -309,15 +309,15 @@ category_scored as (
     from affinities
     inner join active_users
         on
-            affinities.snapshot_date = active_users.snapshot_date
+            affinities.cutoff_date = active_users.cutoff_date
             and affinities.user_id = active_users.user_id
     inner join category_popular_items
         on
-            affinities.snapshot_date = category_popular_items.snapshot_date
+            affinities.cutoff_date = category_popular_items.cutoff_date
             and affinities.category = category_popular_items.category
     left join seen_category_popular_counts
         on
-            affinities.snapshot_date = seen_category_popular_counts.snapshot_date
+            affinities.cutoff_date = seen_category_popular_counts.cutoff_date
             and affinities.user_id = seen_category_popular_counts.user_id
             and affinities.category = seen_category_popular_counts.category
     where
@@ -362,7 +362,7 @@ unseen as (
             select 1 as is_seen
             from seen_user_items
             where
-                scored.snapshot_date = seen_user_items.snapshot_date
+                scored.cutoff_date = seen_user_items.cutoff_date
                 and scored.user_id = seen_user_items.user_id
                 and scored.item_id = seen_user_items.item_id
         )
@@ -375,7 +375,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by snapshot_date, user_id, candidate_source
+            partition by cutoff_date, user_id, candidate_source
             order by source_score desc, item_id asc
         ) as source_rank
 
@@ -395,7 +395,7 @@ kept as (
 pivoted as (
 
     select
-        snapshot_date,
+        cutoff_date,
         user_id,
         item_id,
         max(case when candidate_source = 'covisitation' then source_score end)
@@ -412,7 +412,7 @@ pivoted as (
         max(case when candidate_source = 'repeat' then source_rank end) as repeat_rank
 
     from kept
-    group by snapshot_date, user_id, item_id
+    group by cutoff_date, user_id, item_id
 
 ),
 
@@ -436,7 +436,7 @@ final as (
         popularity_all_rank is not null as is_from_popularity_all,
         category_rank is not null as is_from_category,
         repeat_rank is not null as is_from_repeat,
-        snapshot_date
+        cutoff_date
 
     from pivoted
 

@@ -1,4 +1,4 @@
-{%- set held_out = var('test_snapshots') + var('validation_snapshots') -%}
+{%- set held_out = var('test_cutoff_count') + var('validation_cutoff_count') -%}
 {%- set as_of = var('as_of') -%}
 {%- set as_of_text = "'" ~ as_of ~ "'" if as_of else 'cast(null as ' ~ dbt.type_string() ~ ')' -%}
 -- One row saying what the event log can support: raw events staged or quarantined (and the
@@ -22,9 +22,9 @@ quarantined_events as (
 
 ),
 
-snapshots as (
+cutoffs as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
+    select * from {{ ref('int_cutoffs_scheduled') }}
 
 ),
 
@@ -93,14 +93,14 @@ quarantine as (
 
 ),
 
-cutoffs as (
+cutoff_counts as (
 
     select
         sum(case when split = 'train' then 1 else 0 end) as train_cutoffs,
         sum(case when split = 'validation' then 1 else 0 end) as validation_cutoffs,
         sum(case when split = 'test' then 1 else 0 end) as test_cutoffs
 
-    from snapshots
+    from cutoffs
 
 ),
 
@@ -112,7 +112,7 @@ history_bound as (
         first_event_date,
         cast({{ dbt.dateadd(
             'day',
-            -var('snapshot_interval_days') * held_out,
+            -var('cutoff_interval_days') * held_out,
             latest_closed_cutoff_date(dbt.dateadd('day', 1, 'last_event_date'))
         ) }} as date) as earliest_train_cutoff_date
 
@@ -135,26 +135,26 @@ final as (
             as top_quarantine_reason_events,
         cast(coalesce(staged.positive_events, 0) as {{ dbt.type_bigint() }}) as positive_events,
         cast(staged.event_days as {{ dbt.type_bigint() }}) as event_days,
-        cast(coalesce(cutoffs.train_cutoffs, 0) as {{ dbt.type_bigint() }}) as train_cutoffs,
-        cast(coalesce(cutoffs.validation_cutoffs, 0) as {{ dbt.type_bigint() }})
+        cast(coalesce(cutoff_counts.train_cutoffs, 0) as {{ dbt.type_bigint() }}) as train_cutoffs,
+        cast(coalesce(cutoff_counts.validation_cutoffs, 0) as {{ dbt.type_bigint() }})
             as validation_cutoffs,
-        cast(coalesce(cutoffs.test_cutoffs, 0) as {{ dbt.type_bigint() }}) as test_cutoffs,
+        cast(coalesce(cutoff_counts.test_cutoffs, 0) as {{ dbt.type_bigint() }}) as test_cutoffs,
         cast({{ dbt.datediff(
             'history_bound.first_event_date', 'history_bound.earliest_train_cutoff_date', 'day'
         ) }} as {{ dbt.type_bigint() }}) as max_min_history_days,
         cast({{ var('min_history_days') }} as {{ dbt.type_bigint() }}) as min_history_days,
-        cast({{ var('snapshot_interval_days') }} as {{ dbt.type_bigint() }})
-            as snapshot_interval_days,
+        cast({{ var('cutoff_interval_days') }} as {{ dbt.type_bigint() }})
+            as cutoff_interval_days,
         cast({{ var('label_window_days') }} as {{ dbt.type_bigint() }}) as label_window_days,
-        cast({{ var('test_snapshots') }} as {{ dbt.type_bigint() }}) as test_snapshots,
-        cast({{ var('validation_snapshots') }} as {{ dbt.type_bigint() }})
-            as validation_snapshots,
+        cast({{ var('test_cutoff_count') }} as {{ dbt.type_bigint() }}) as test_cutoff_count,
+        cast({{ var('validation_cutoff_count') }} as {{ dbt.type_bigint() }})
+            as validation_cutoff_count,
         staged.first_event_date,
         staged.last_event_date
 
     from staged
     cross join quarantine
-    cross join cutoffs
+    cross join cutoff_counts
     cross join staged_type_list
     cross join history_bound
 

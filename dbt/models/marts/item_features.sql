@@ -1,8 +1,8 @@
 {{
-    config(incremental_by_snapshot(cluster_by=['item_id']))
+    config(incremental_by_cutoff(cluster_by=['item_id']))
 }}
--- Item features at each snapshot, from events strictly before it, for every item listed
--- before the snapshot or seen in its events.
+-- Item features at each cutoff, from events strictly before it, for every item listed
+-- before the cutoff or seen in its events.
 
 {%- set windows = popularity_windows_days() %}
 
@@ -16,35 +16,35 @@ items as (
 
 popularity as (
 
-    select * from {{ ref('int_item_popularity_snapshotted') }}
-    where {{ snapshots_to_rebuild() }}
+    select * from {{ ref('int_item_popularity_ranked') }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
-snapshots as (
+cutoffs as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
-    where {{ snapshots_to_rebuild() }}
+    select * from {{ ref('int_cutoffs_scheduled') }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
 listed_items as (
 
     select
-        snapshots.snapshot_date,
+        cutoffs.cutoff_date,
         items.item_id
 
-    from snapshots
+    from cutoffs
     cross join items
     -- BigQuery compares a TIMESTAMP only with a TIMESTAMP, never with a DATE.
     where
         items.created_at is null
-        or items.created_at < cast(snapshots.snapshot_date as timestamp)
+        or items.created_at < cast(cutoffs.cutoff_date as timestamp)
 
     union distinct
 
     select
-        snapshot_date,
+        cutoff_date,
         item_id
     from popularity
 
@@ -67,11 +67,11 @@ final as (
         popularity.popularity_rank,
         popularity.popularity_all_rank,
         popularity.category_popularity_rank,
-        {{ dbt.datediff('items.created_at', 'listed_items.snapshot_date', 'day') }}
+        {{ dbt.datediff('items.created_at', 'listed_items.cutoff_date', 'day') }}
             as days_since_created,
-        {{ dbt.datediff('popularity.last_event_at', 'listed_items.snapshot_date', 'day') }}
+        {{ dbt.datediff('popularity.last_event_at', 'listed_items.cutoff_date', 'day') }}
             as days_since_last_event,
-        listed_items.snapshot_date,
+        listed_items.cutoff_date,
         popularity.last_event_at
 
     from listed_items
@@ -79,7 +79,7 @@ final as (
         on listed_items.item_id = items.item_id
     left join popularity
         on
-            listed_items.snapshot_date = popularity.snapshot_date
+            listed_items.cutoff_date = popularity.cutoff_date
             and listed_items.item_id = popularity.item_id
 
 )

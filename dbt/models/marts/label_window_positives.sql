@@ -1,9 +1,9 @@
 {{
     config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
+        partition_date='cutoff_date', cluster_by=['user_id', 'item_id']
     ))
 }}
--- Every positive interaction in each labelled snapshot's label window, for every user, not only
+-- Every positive interaction in each labelled cutoff's label window, for every user, not only
 -- those the candidates covered: the ground truth evaluation measures recall against.
 
 with
@@ -14,9 +14,9 @@ labels as (
 
 ),
 
-snapshots as (
+cutoffs as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
+    select * from {{ ref('int_cutoffs_scheduled') }}
 
 ),
 
@@ -37,23 +37,23 @@ final as (
     select
         labels.user_id,
         labels.item_id,
-        snapshots.split,
+        cutoffs.split,
         labels.positive_event_count,
-        -- Warm users had at least one event before the snapshot.
+        -- Warm users had at least one event before the cutoff.
         user_features.user_id is not null as is_warm_user,
-        labels.snapshot_date
+        labels.cutoff_date
 
     from labels
-    inner join snapshots
-        on labels.snapshot_date = snapshots.snapshot_date
+    inner join cutoffs
+        on labels.cutoff_date = cutoffs.cutoff_date
     -- The users the cutoff evaluates: the same sample that got candidates.
     inner join sampled_users
         on
-            labels.snapshot_date = sampled_users.snapshot_date
+            labels.cutoff_date = sampled_users.cutoff_date
             and labels.user_id = sampled_users.user_id
     left join user_features
         on
-            labels.snapshot_date = user_features.snapshot_date
+            labels.cutoff_date = user_features.cutoff_date
             and labels.user_id = user_features.user_id
 
 )

@@ -1,6 +1,6 @@
 {{
     config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id']
+        partition_date='cutoff_date', cluster_by=['user_id']
     ))
 }}
 -- What the app reads: each user's recommended items at the latest cutoff, best first.
@@ -21,7 +21,7 @@ final as (
         model_version,
         recommendation_rank,
         score,
-        snapshot_date,
+        cutoff_date,
         generated_at
 
     from batch_recommendations

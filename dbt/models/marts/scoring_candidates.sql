@@ -1,15 +1,15 @@
 {{
     config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
+        partition_date='cutoff_date', cluster_by=['user_id', 'item_id']
     ))
 }}
 -- The candidates and features at the latest cutoff, for batch recommendations.
 
 with
 
-snapshots as (
+cutoffs as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
+    select * from {{ ref('int_cutoffs_scheduled') }}
     where split = 'scoring'
 
 ),
@@ -24,11 +24,11 @@ final as (
 
     select
         featurized.*,
-        snapshots.split
+        cutoffs.split
 
     from featurized
-    inner join snapshots
-        on featurized.snapshot_date = snapshots.snapshot_date
+    inner join cutoffs
+        on featurized.cutoff_date = cutoffs.cutoff_date
 
 )
 

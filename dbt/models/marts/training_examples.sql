@@ -1,15 +1,15 @@
 {{
-    config(incremental_by_snapshot(cluster_by=['user_id', 'item_id']))
+    config(incremental_by_cutoff(cluster_by=['user_id', 'item_id']))
 }}
--- One row per candidate at every labelled snapshot, with its features and its label (from
--- int_candidates_labelled, stored per snapshot). `split` holds out the latest labelled
--- snapshots for validation and test, by time; it comes from the spine here, since it changes as
+-- One row per candidate at every labelled cutoff, with its features and its label (from
+-- int_candidates_labelled, stored per cutoff). `split` holds out the latest labelled
+-- cutoffs for validation and test, by time; it comes from the spine here, since it changes as
 -- label windows close.
 -- In the train split, negatives may be sampled (`train_negative_sample_percent`): every positive
 -- stays, and a hash of the row's key decides which negatives do, so a rebuild keeps the same
 -- rows. Validation and test keep every candidate, so early stopping and the evaluation rank the
 -- full lists.
--- Incremental per snapshot, like int_candidates_labelled, and a snapshot whose split moved (a
+-- Incremental per cutoff, like int_candidates_labelled, and a cutoff whose split moved (a
 -- label window closed) is rebuilt too, since the sampling follows the split.
 
 {%- set negative_percent = var('train_negative_sample_percent') %}
@@ -19,13 +19,13 @@ with
 labelled as (
 
     select * from {{ ref('int_candidates_labelled') }}
-    where {{ snapshots_to_rebuild(labelled_only=true) }} or {{ snapshots_whose_split_changed() }}
+    where {{ cutoffs_to_rebuild(labelled_only=true) }} or {{ cutoffs_whose_split_changed() }}
 
 ),
 
-snapshots as (
+cutoffs as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
+    select * from {{ ref('int_cutoffs_scheduled') }}
 
 ),
 
@@ -33,11 +33,11 @@ final as (
 
     select
         labelled.*,
-        snapshots.split
+        cutoffs.split
 
     from labelled
-    inner join snapshots
-        on labelled.snapshot_date = snapshots.snapshot_date
+    inner join cutoffs
+        on labelled.cutoff_date = cutoffs.cutoff_date
 
 ),
 
@@ -47,7 +47,7 @@ final as (
 train_users as (
 
     select distinct
-        snapshot_date,
+        cutoff_date,
         user_id
 
     from final
@@ -58,7 +58,7 @@ train_users as (
 train_users_ranked as (
 
     select
-        snapshot_date,
+        cutoff_date,
         user_id,
         {{ user_sample_rank() }} as user_sample_rank
 
@@ -73,7 +73,7 @@ users_sampled as (
     from final
     left join train_users_ranked
         on
-            final.snapshot_date = train_users_ranked.snapshot_date
+            final.cutoff_date = train_users_ranked.cutoff_date
             and final.user_id = train_users_ranked.user_id
     where
         final.split != 'train'
@@ -90,7 +90,7 @@ sampled as (
         or label = 1
         or {{ hash_bucket(dbt.concat([
             'user_id', "'|'", 'item_id', "'|'",
-            'cast(snapshot_date as ' ~ dbt.type_string() ~ ')'
+            'cast(cutoff_date as ' ~ dbt.type_string() ~ ')'
         ]), 100) }} < {{ negative_percent }}
     {%- endif %}
 

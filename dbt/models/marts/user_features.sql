@@ -1,7 +1,7 @@
 {{
-    config(incremental_by_snapshot(cluster_by=['user_id']))
+    config(incremental_by_cutoff(cluster_by=['user_id']))
 }}
--- User features at each snapshot, from events strictly before it.
+-- User features at each cutoff, from events strictly before it.
 
 with
 
@@ -11,17 +11,17 @@ interactions as (
 
 ),
 
-snapshot_days as (
+cutoff_days as (
 
-    select * from {{ ref('int_snapshot_days') }}
-    where {{ snapshots_to_rebuild() }}
+    select * from {{ ref('int_event_days_before_cutoffs') }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
 user_items as (
 
-    select * from {{ ref('int_user_items_snapshotted') }}
-    where {{ snapshots_to_rebuild() }}
+    select * from {{ ref('int_user_items_aggregated') }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
@@ -34,12 +34,12 @@ users as (
 affinities as (
 
     select * from {{ ref('int_user_category_affinities') }}
-    where {{ snapshots_to_rebuild() }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
--- One row per user and day before pairing with the snapshots (the point-in-time join, through
--- int_snapshot_days): it then multiplies user-days, not user-item-days, and active days become
+-- One row per user and day before pairing with the cutoffs (the point-in-time join, through
+-- int_event_days_before_cutoffs): it then multiplies user-days, not user-item-days, and active days become
 -- a plain count.
 user_days as (
 
@@ -57,23 +57,23 @@ user_days as (
 
 ),
 
-user_days_before_snapshots as (
+user_days_before_cutoffs as (
 
     select
-        snapshot_days.snapshot_date,
-        snapshot_days.days_ago,
+        cutoff_days.cutoff_date,
+        cutoff_days.days_ago,
         user_days.*
 
-    from snapshot_days
+    from cutoff_days
     inner join user_days
-        on snapshot_days.event_date = user_days.event_date
+        on cutoff_days.event_date = user_days.event_date
 
 ),
 
 activity as (
 
     select
-        snapshot_date,
+        cutoff_date,
         user_id,
         sum(case when days_ago <= 7 then event_count else 0 end) as events_7d,
         sum(case when days_ago <= 28 then event_count else 0 end) as events_28d,
@@ -86,28 +86,28 @@ activity as (
         min(first_event_at) as first_event_at,
         max(last_event_at) as last_event_at
 
-    from user_days_before_snapshots
-    group by snapshot_date, user_id
+    from user_days_before_cutoffs
+    group by cutoff_date, user_id
 
 ),
 
--- int_user_items_snapshotted holds one row per item a user touched before the snapshot.
+-- int_user_items_aggregated holds one row per item a user touched before the cutoff.
 distinct_items as (
 
     select
-        snapshot_date,
+        cutoff_date,
         user_id,
         count(*) as distinct_items_total
 
     from user_items
-    group by snapshot_date, user_id
+    group by cutoff_date, user_id
 
 ),
 
 favourite_categories as (
 
     select
-        snapshot_date,
+        cutoff_date,
         user_id,
         category as favourite_category,
         affinity_share as favourite_category_share
@@ -132,25 +132,25 @@ final as (
         distinct_items.distinct_items_total,
         activity.active_days_total,
         favourite_categories.favourite_category_share,
-        {{ dbt.datediff('activity.last_event_at', 'activity.snapshot_date', 'day') }}
+        {{ dbt.datediff('activity.last_event_at', 'activity.cutoff_date', 'day') }}
             as days_since_last_event,
-        {{ dbt.datediff('activity.first_event_at', 'activity.snapshot_date', 'day') }}
+        {{ dbt.datediff('activity.first_event_at', 'activity.cutoff_date', 'day') }}
             as days_since_first_event,
-        {{ dbt.datediff('users.signup_at', 'activity.snapshot_date', 'day') }}
+        {{ dbt.datediff('users.signup_at', 'activity.cutoff_date', 'day') }}
             as days_since_signup,
-        activity.snapshot_date,
+        activity.cutoff_date,
         activity.last_event_at
 
     from activity
     inner join distinct_items
         on
-            activity.snapshot_date = distinct_items.snapshot_date
+            activity.cutoff_date = distinct_items.cutoff_date
             and activity.user_id = distinct_items.user_id
     left join users
         on activity.user_id = users.user_id
     left join favourite_categories
         on
-            activity.snapshot_date = favourite_categories.snapshot_date
+            activity.cutoff_date = favourite_categories.cutoff_date
             and activity.user_id = favourite_categories.user_id
 
 )

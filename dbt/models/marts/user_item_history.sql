@@ -1,6 +1,6 @@
 {{
     config(physical_design(
-        partition_date='snapshot_date', cluster_by=['user_id', 'item_id']
+        partition_date='cutoff_date', cluster_by=['user_id', 'item_id']
     ))
 }}
 -- Each user's history with each item before the test and scoring cutoffs: what the evaluation's
@@ -11,13 +11,13 @@ with
 
 user_items as (
 
-    select * from {{ ref('int_user_items_snapshotted') }}
+    select * from {{ ref('int_user_items_aggregated') }}
 
 ),
 
-snapshots as (
+cutoffs as (
 
-    select * from {{ ref('int_snapshots_scheduled') }}
+    select * from {{ ref('int_cutoffs_scheduled') }}
     where split in ('test', 'scoring')
 
 ),
@@ -30,12 +30,12 @@ final as (
         user_items.event_count,
         user_items.interaction_weight,
         user_items.recency_rank,
-        user_items.snapshot_date,
+        user_items.cutoff_date,
         user_items.last_event_at
 
     from user_items
-    inner join snapshots
-        on user_items.snapshot_date = snapshots.snapshot_date
+    inner join cutoffs
+        on user_items.cutoff_date = cutoffs.cutoff_date
 
 )
 

@@ -3,7 +3,7 @@
         materialized = 'table',
     )
 }}
--- A table, not a view: the catalogue feeds the quarantine and several per-snapshot models, and
+-- A table, not a view: the catalogue feeds the quarantine and several per-cutoff models, and
 -- the raw source should be scanned once per build.
 
 with

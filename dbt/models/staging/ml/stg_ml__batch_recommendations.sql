@@ -14,7 +14,7 @@ renamed as (
         cast(model_version as {{ dbt.type_string() }}) as model_version,
         cast(recommendation_rank as {{ dbt.type_bigint() }}) as recommendation_rank,
         cast(score as {{ type_float64() }}) as score,
-        cast(snapshot_date as date) as snapshot_date,
+        cast(cutoff_date as date) as cutoff_date,
         cast(generated_at as {{ api.Column.translate_type('timestamp') }}) as generated_at
 
     from source

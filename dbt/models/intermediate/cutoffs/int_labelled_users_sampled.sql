@@ -16,7 +16,7 @@ labels as (
 labelled_users as (
 
     select distinct
-        snapshot_date,
+        cutoff_date,
         user_id
 
     from labels
@@ -26,7 +26,7 @@ labelled_users as (
 ranked as (
 
     select
-        snapshot_date,
+        cutoff_date,
         user_id,
         {{ user_sample_rank() }} as sample_rank
 

@@ -1,12 +1,12 @@
 {{
-    config(incremental_by_snapshot(cluster_by=['user_id', 'item_id']))
+    config(incremental_by_cutoff(cluster_by=['user_id', 'item_id']))
 }}
--- What each user did with each item before each snapshot: the history candidate generation
+-- What each user did with each item before each cutoff: the history candidate generation
 -- starts from (recent items) and excludes (already seen items).
--- Each user-item's totals run over its days once (a window over the daily rows); a snapshot then
+-- Each user-item's totals run over its days once (a window over the daily rows); a cutoff then
 -- takes the running totals of the pair's last day before it. That is a join through
--- int_snapshot_days (the point-in-time join, as in int_interactions_before_snapshots) filtered to
--- one row per snapshot, user and item, instead of aggregating every day x snapshot row
+-- int_event_days_before_cutoffs (the point-in-time join, as in int_interactions_before_cutoffs) filtered to
+-- one row per cutoff, user and item, instead of aggregating every day x cutoff row
 -- (about 20M at bench scale) into 18M groups.
 
 with
@@ -17,10 +17,10 @@ interactions as (
 
 ),
 
-snapshot_days as (
+cutoff_days as (
 
-    select * from {{ ref('int_snapshot_days') }}
-    where {{ snapshots_to_rebuild() }}
+    select * from {{ ref('int_event_days_before_cutoffs') }}
+    where {{ cutoffs_to_rebuild() }}
 
 ),
 
@@ -48,23 +48,23 @@ running_totals as (
 
 ),
 
--- A day's running totals hold at the snapshots after it up to the pair's next day with events.
-snapshotted as (
+-- A day's running totals hold at the cutoffs after it up to the pair's next day with events.
+as_of_cutoffs as (
 
     select
-        snapshot_days.snapshot_date,
+        cutoff_days.cutoff_date,
         running_totals.user_id,
         running_totals.item_id,
         cast(running_totals.event_count as {{ dbt.type_bigint() }}) as event_count,
         running_totals.interaction_weight,
         running_totals.last_event_at
 
-    from snapshot_days
+    from cutoff_days
     inner join running_totals
-        on snapshot_days.event_date = running_totals.event_date
+        on cutoff_days.event_date = running_totals.event_date
     where
         running_totals.next_event_date is null
-        or running_totals.next_event_date >= snapshot_days.snapshot_date
+        or running_totals.next_event_date >= cutoff_days.cutoff_date
 
 ),
 
@@ -73,10 +73,10 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by snapshot_date, user_id order by last_event_at desc, item_id asc
+            partition by cutoff_date, user_id order by last_event_at desc, item_id asc
         ) as recency_rank
 
-    from snapshotted
+    from as_of_cutoffs
 
 )
 

@@ -3,9 +3,9 @@
         materialized = 'ephemeral',
     )
 }}
--- Daily user-item interactions paired with every snapshot they precede, with their age in days:
--- the one place the point-in-time join (`event_date < snapshot_date`, in int_snapshot_days) meets
--- the interactions. An equality join on the day, against a table of days x snapshots. Ephemeral,
+-- Daily user-item interactions paired with every cutoff they precede, with their age in days:
+-- the one place the point-in-time join (`event_date < cutoff_date`, in int_event_days_before_cutoffs) meets
+-- the interactions. An equality join on the day, against a table of days x cutoffs. Ephemeral,
 -- so each model that reads it inlines the join and filters it to its own window.
 
 with
@@ -16,16 +16,16 @@ interactions as (
 
 ),
 
-snapshot_days as (
+cutoff_days as (
 
-    select * from {{ ref('int_snapshot_days') }}
+    select * from {{ ref('int_event_days_before_cutoffs') }}
 
 ),
 
 paired as (
 
     select
-        snapshot_days.snapshot_date,
+        cutoff_days.cutoff_date,
         interactions.user_id,
         interactions.item_id,
         interactions.event_date,
@@ -34,11 +34,11 @@ paired as (
         interactions.interaction_weight,
         interactions.first_event_at,
         interactions.last_event_at,
-        snapshot_days.days_ago
+        cutoff_days.days_ago
 
-    from snapshot_days
+    from cutoff_days
     inner join interactions
-        on snapshot_days.event_date = interactions.event_date
+        on cutoff_days.event_date = interactions.event_date
 
 )
 

@@ -1,5 +1,5 @@
--- Point-in-time correctness: no feature row of any snapshot may rest on an event at or after
--- that snapshot. Checked two ways: the latest event each feature row used, and a recount of
+-- Point-in-time correctness: no feature row of any cutoff may rest on an event at or after
+-- that cutoff. Checked two ways: the latest event each feature row used, and a recount of
 -- every user's events straight from staging, which catches an off-by-one (`<=`) in any join.
 
 with
@@ -27,10 +27,10 @@ late_user_rows as (
     select
         'user_features' as model_name,
         user_id as entity_id,
-        snapshot_date,
-        'last_event_at is not before snapshot_date' as problem
+        cutoff_date,
+        'last_event_at is not before cutoff_date' as problem
     from user_features
-    where last_event_at >= cast(snapshot_date as {{ api.Column.translate_type('timestamp') }})
+    where last_event_at >= cast(cutoff_date as {{ api.Column.translate_type('timestamp') }})
 
 ),
 
@@ -39,10 +39,10 @@ late_item_rows as (
     select
         'item_features' as model_name,
         item_id as entity_id,
-        snapshot_date,
-        'last_event_at is not before snapshot_date' as problem
+        cutoff_date,
+        'last_event_at is not before cutoff_date' as problem
     from item_features
-    where last_event_at >= cast(snapshot_date as {{ api.Column.translate_type('timestamp') }})
+    where last_event_at >= cast(cutoff_date as {{ api.Column.translate_type('timestamp') }})
 
 ),
 
@@ -50,17 +50,17 @@ recounted_user_events as (
 
     select
         user_features.user_id,
-        user_features.snapshot_date,
+        user_features.cutoff_date,
         user_features.events_total,
-        count(events.event_id) as events_before_snapshot
+        count(events.event_id) as events_before_cutoff
 
     from user_features
     left join events
         on
             user_features.user_id = events.user_id
             and events.event_at
-            < cast(user_features.snapshot_date as {{ api.Column.translate_type('timestamp') }})
-    group by user_features.user_id, user_features.snapshot_date, user_features.events_total
+            < cast(user_features.cutoff_date as {{ api.Column.translate_type('timestamp') }})
+    group by user_features.user_id, user_features.cutoff_date, user_features.events_total
 
 ),
 
@@ -69,10 +69,10 @@ miscounted_user_rows as (
     select
         'user_features' as model_name,
         user_id as entity_id,
-        snapshot_date,
-        'events_total differs from a recount of events before snapshot_date' as problem
+        cutoff_date,
+        'events_total differs from a recount of events before cutoff_date' as problem
     from recounted_user_events
-    where events_total != events_before_snapshot
+    where events_total != events_before_cutoff
 
 )
 

@@ -1,18 +1,18 @@
-{%- set interval_days = var('snapshot_interval_days') -%}
+{%- set interval_days = var('cutoff_interval_days') -%}
 {%- set label_window_days = var('label_window_days') -%}
 {%- if label_window_days > interval_days -%}
     {{ exceptions.raise_compiler_error(
-        "label_window_days (" ~ label_window_days ~ ") must not exceed snapshot_interval_days ("
-        ~ interval_days ~ "): a snapshot's labels would overlap the next snapshot's, and the "
+        "label_window_days (" ~ label_window_days ~ ") must not exceed cutoff_interval_days ("
+        ~ interval_days ~ "): a cutoff's labels would overlap the next cutoff's, and the "
         ~ "test window would leak into validation. Fix the vars in dbt/dbt_project.yml."
     ) }}
 {%- endif -%}
 -- The spine every mart is keyed on. Labelled cutoffs lie on a fixed calendar: every
--- `snapshot_interval_days` from `snapshot_calendar_anchor`, so appending a day of events moves
--- no cutoff and a snapshot whose label window has closed never changes (incremental builds keep
--- it as stored). The `test_snapshots` latest calendar cutoffs whose label windows have closed by
--- the last event are test, the `validation_snapshots` before them validation, up to
--- `train_snapshots` before those train; scoring is the day after the last event (no labels yet).
+-- `cutoff_interval_days` from `cutoff_calendar_anchor`, so appending a day of events moves
+-- no cutoff and a cutoff whose label window has closed never changes (incremental builds keep
+-- it as stored). The `test_cutoff_count` latest calendar cutoffs whose label windows have closed by
+-- the last event are test, the `validation_cutoff_count` before them validation, up to
+-- `train_cutoff_count` before those train; scoring is the day after the last event (no labels yet).
 -- Splits are by time, never at random, and no label window reaches the next split's cutoffs.
 -- Several test and validation cutoffs average the metrics and early stopping over more than one
 -- week of behaviour.
@@ -50,7 +50,7 @@ latest_closed as (
 offsets as (
 
     {{ dbt.generate_series(
-        var('train_snapshots') + var('validation_snapshots') + var('test_snapshots')
+        var('train_cutoff_count') + var('validation_cutoff_count') + var('test_cutoff_count')
     ) }}
 
 ),
@@ -63,7 +63,7 @@ labelled as (
             'day',
             '-' ~ interval_days ~ ' * (offsets.generated_number - 1)',
             'latest_closed.test_date'
-        ) }} as date) as snapshot_date,
+        ) }} as date) as cutoff_date,
         latest_closed.first_event_date
 
     from offsets
@@ -74,11 +74,11 @@ labelled as (
 spine as (
 
     select
-        snapshot_date,
+        cutoff_date,
         case
-            when closed_rank <= {{ var('test_snapshots') }} then 'test'
+            when closed_rank <= {{ var('test_cutoff_count') }} then 'test'
             when
-                closed_rank <= {{ var('test_snapshots') + var('validation_snapshots') }}
+                closed_rank <= {{ var('test_cutoff_count') + var('validation_cutoff_count') }}
                 then 'validation'
             else 'train'
         end as split,
@@ -89,7 +89,7 @@ spine as (
     union all
 
     select
-        scoring_date as snapshot_date,
+        scoring_date as cutoff_date,
         'scoring' as split,
         first_event_date
 
@@ -100,14 +100,14 @@ spine as (
 scheduled as (
 
     select
-        snapshot_date,
+        cutoff_date,
         split,
-        cast({{ dbt.dateadd('day', label_window_days, 'snapshot_date') }} as date)
+        cast({{ dbt.dateadd('day', label_window_days, 'cutoff_date') }} as date)
             as label_window_end_date
 
     from spine
     -- A cutoff needs enough history before it for its features to mean anything.
-    where snapshot_date >= cast({{ dbt.dateadd(
+    where cutoff_date >= cast({{ dbt.dateadd(
         'day', var('min_history_days'), 'first_event_date'
     ) }} as date)
 

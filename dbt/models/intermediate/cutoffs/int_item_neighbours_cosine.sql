@@ -1,7 +1,7 @@
 {{
-    config(incremental_by_snapshot(cluster_by=['item_id']))
+    config(incremental_by_cutoff(cluster_by=['item_id']))
 }}
--- For each snapshot, each item's most similar items by cosine similarity over the users who
+-- For each cutoff, each item's most similar items by cosine similarity over the users who
 -- interacted with both: |users with i and j| / sqrt(|users with i| * |users with j|), over whole
 -- histories rather than sessions. Each user contributes only their most recent items, so a
 -- user adds at most cap * (cap - 1) pairs and the cost stays bounded per user; item counts run
@@ -11,25 +11,25 @@ with
 
 user_items as (
 
-    select * from {{ ref('int_user_items_snapshotted') }}
+    select * from {{ ref('int_user_items_aggregated') }}
     where
         recency_rank <= {{ var('itemknn_items_per_user') }}
-        and {{ snapshots_to_rebuild() }}
+        and {{ cutoffs_to_rebuild() }}
 
 ),
 
--- Items are numbered (the same number at every snapshot) so the self-join and its aggregation,
+-- Items are numbered (the same number at every cutoff) so the self-join and its aggregation,
 -- the costly step, group on integers rather than strings.
 item_user_counts as (
 
     select
-        snapshot_date,
+        cutoff_date,
         item_id,
         count(*) as user_count,
         dense_rank() over (order by item_id) as item_number
 
     from user_items
-    group by snapshot_date, item_id
+    group by cutoff_date, item_id
 
 ),
 
@@ -38,14 +38,14 @@ item_user_counts as (
 pairable_user_items as (
 
     select
-        user_items.snapshot_date,
+        user_items.cutoff_date,
         user_items.user_id,
         item_user_counts.item_number
 
     from user_items
     inner join item_user_counts
         on
-            user_items.snapshot_date = item_user_counts.snapshot_date
+            user_items.cutoff_date = item_user_counts.cutoff_date
             and user_items.item_id = item_user_counts.item_id
     where item_user_counts.user_count >= {{ var('itemknn_min_cooccurrence') }}
 
@@ -56,7 +56,7 @@ pairable_user_items as (
 cooccurrences as (
 
     select
-        left_items.snapshot_date,
+        left_items.cutoff_date,
         left_items.item_number,
         right_items.item_number as related_item_number,
         count(*) as cooccurrence_count
@@ -64,10 +64,10 @@ cooccurrences as (
     from pairable_user_items as left_items
     inner join pairable_user_items as right_items
         on
-            left_items.snapshot_date = right_items.snapshot_date
+            left_items.cutoff_date = right_items.cutoff_date
             and left_items.user_id = right_items.user_id
             and left_items.item_number < right_items.item_number
-    group by left_items.snapshot_date, left_items.item_number, right_items.item_number
+    group by left_items.cutoff_date, left_items.item_number, right_items.item_number
     having count(*) >= {{ var('itemknn_min_cooccurrence') }}
 
 ),
@@ -75,7 +75,7 @@ cooccurrences as (
 similarities as (
 
     select
-        cooccurrences.snapshot_date,
+        cooccurrences.cutoff_date,
         item_counts.item_id,
         related_counts.item_id as related_item_id,
         cooccurrences.cooccurrence_count,
@@ -88,11 +88,11 @@ similarities as (
     from cooccurrences
     inner join item_user_counts as item_counts
         on
-            cooccurrences.snapshot_date = item_counts.snapshot_date
+            cooccurrences.cutoff_date = item_counts.cutoff_date
             and cooccurrences.item_number = item_counts.item_number
     inner join item_user_counts as related_counts
         on
-            cooccurrences.snapshot_date = related_counts.snapshot_date
+            cooccurrences.cutoff_date = related_counts.cutoff_date
             and cooccurrences.related_item_number = related_counts.item_number
 
 ),
@@ -100,7 +100,7 @@ similarities as (
 both_directions as (
 
     select
-        snapshot_date,
+        cutoff_date,
         item_id,
         related_item_id,
         cooccurrence_count,
@@ -111,7 +111,7 @@ both_directions as (
     union all
 
     select
-        snapshot_date,
+        cutoff_date,
         related_item_id as item_id,
         item_id as related_item_id,
         cooccurrence_count,
@@ -126,7 +126,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by snapshot_date, item_id
+            partition by cutoff_date, item_id
             order by cosine_similarity desc, related_item_id asc
         ) as neighbour_rank
 

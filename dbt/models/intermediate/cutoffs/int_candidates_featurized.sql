@@ -3,11 +3,11 @@
         materialized = 'ephemeral',
     )
 }}
--- Candidates with the user, item and user-item features of their snapshot: the one place the
+-- Candidates with the user, item and user-item features of their cutoff: the one place the
 -- feature joins are written, shared by the labelled candidates and the scoring candidates.
--- Ephemeral: the two read disjoint snapshots, so each joins only its own rows and the wide
+-- Ephemeral: the two read disjoint cutoffs, so each joins only its own rows and the wide
 -- result is written once, in the model, instead of twice. No split here: which split a
--- snapshot belongs to changes as label windows close, while these rows never do.
+-- cutoff belongs to changes as label windows close, while these rows never do.
 
 with
 
@@ -39,7 +39,7 @@ affinities as (
 -- candidates when `exclude_seen_items` is true).
 user_items as (
 
-    select * from {{ ref('int_user_items_snapshotted') }}
+    select * from {{ ref('int_user_items_aggregated') }}
 
 ),
 
@@ -82,7 +82,7 @@ featurized as (
         affinities.affinity_rank as user_item_category_rank,
         user_items.event_count as user_item_event_count,
         user_items.interaction_weight as user_item_interaction_weight,
-        {{ dbt.datediff('user_items.last_event_at', 'candidates.snapshot_date', 'day') }}
+        {{ dbt.datediff('user_items.last_event_at', 'candidates.cutoff_date', 'day') }}
             as user_item_days_since_last_event,
         candidates.is_from_covisitation,
         candidates.is_from_itemknn,
@@ -90,25 +90,25 @@ featurized as (
         candidates.is_from_popularity_all,
         candidates.is_from_category,
         candidates.is_from_repeat,
-        candidates.snapshot_date
+        candidates.cutoff_date
 
     from candidates
     left join user_features
         on
-            candidates.snapshot_date = user_features.snapshot_date
+            candidates.cutoff_date = user_features.cutoff_date
             and candidates.user_id = user_features.user_id
     left join item_features
         on
-            candidates.snapshot_date = item_features.snapshot_date
+            candidates.cutoff_date = item_features.cutoff_date
             and candidates.item_id = item_features.item_id
     left join affinities
         on
-            candidates.snapshot_date = affinities.snapshot_date
+            candidates.cutoff_date = affinities.cutoff_date
             and candidates.user_id = affinities.user_id
             and item_features.category = affinities.category
     left join user_items
         on
-            candidates.snapshot_date = user_items.snapshot_date
+            candidates.cutoff_date = user_items.cutoff_date
             and candidates.user_id = user_items.user_id
             and candidates.item_id = user_items.item_id
 

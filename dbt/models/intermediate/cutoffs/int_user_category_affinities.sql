@@ -1,15 +1,15 @@
 {{
-    config(incremental_by_snapshot(cluster_by=['user_id']))
+    config(incremental_by_cutoff(cluster_by=['user_id']))
 }}
 -- How much of each user's recent interaction weight went to each category, before each
--- snapshot: the category-affinity candidate source and a user-item feature.
+-- cutoff: the category-affinity candidate source and a user-item feature.
 
 with
 
 interactions as (
 
-    select * from {{ ref('int_interactions_before_snapshots') }}
-    where days_ago <= {{ var('category_affinity_lookback_days') }} and {{ snapshots_to_rebuild() }}
+    select * from {{ ref('int_interactions_before_cutoffs') }}
+    where days_ago <= {{ var('category_affinity_lookback_days') }} and {{ cutoffs_to_rebuild() }}
 
 ),
 
@@ -22,7 +22,7 @@ items as (
 category_weights as (
 
     select
-        interactions.snapshot_date,
+        interactions.cutoff_date,
         interactions.user_id,
         coalesce(items.category, 'unknown') as category,
         sum(interactions.interaction_weight) as interaction_weight
@@ -31,7 +31,7 @@ category_weights as (
     left join items
         on interactions.item_id = items.item_id
     group by
-        interactions.snapshot_date,
+        interactions.cutoff_date,
         interactions.user_id,
         coalesce(items.category, 'unknown')
 
@@ -42,10 +42,10 @@ shared as (
     select
         *,
         interaction_weight / sum(interaction_weight) over (
-            partition by snapshot_date, user_id
+            partition by cutoff_date, user_id
         ) as affinity_share,
         row_number() over (
-            partition by snapshot_date, user_id order by interaction_weight desc, category asc
+            partition by cutoff_date, user_id order by interaction_weight desc, category asc
         ) as affinity_rank
 
     from category_weights
