@@ -2,7 +2,7 @@
 
 `recflow gate` scores the challenger and the champion on the feature marts; against BigQuery
 that reads whole tables, which must not leave the cloud project for a CI runner. This command
-builds the training job's request (recflow.vertex_submit.build_custom_job: same container,
+builds the training job's request (recflow.gcp.vertex_submit.build_custom_job: same container,
 machine, service account, package and job settings) and swaps its entry point for
 `python -m recflow.promotion.command gate` on the training run's directory, with the Vertex AI
 registry and Experiments. The runner only submits, follows the job and prints decision.json.
@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recflow import vertex_submit
+from recflow.gcp import vertex_submit
 from trainer.task import git_commit
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The offline BigQuery check (`recflow.bigquery_check`): the real project compiles for BigQuery
+"""The offline BigQuery check (`recflow.checks.bigquery`): the real project compiles for BigQuery
 without credentials or network and every statement is BigQuery SQL; DuckDB-only SQL, a macro
 without a BigQuery variant and a wrong table layout fail the check, naming the model and line.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import DBT_PROJECT_DIR, REPO_ROOT
 
-from recflow.bigquery_check import (
+from recflow.checks.bigquery import (
     FAKE_DATASET,
     FAKE_PROJECT,
     FAKE_RAW_PROJECT,
@@ -28,7 +28,7 @@ from recflow.bigquery_check import (
     format_report,
     register,
 )
-from recflow.dbt_invocation import dbt_executable
+from recflow.pipeline.dbt_invocation import dbt_executable
 
 pytestmark = pytest.mark.dbt
 
@@ -288,7 +288,7 @@ def test_check_bigquery_subcommand_reports_and_exits_non_zero_on_failure(
     register(parser.add_subparsers(required=True))
     args = parser.parse_args(["check-bigquery", "--work-dir", str(broken_check.work_dir)])
     monkeypatch.setattr(
-        "recflow.bigquery_check.check_bigquery", lambda *_args, **_kwargs: broken_check
+        "recflow.checks.bigquery.check_bigquery", lambda *_args, **_kwargs: broken_check
     )
 
     assert args.handler(args) == 1

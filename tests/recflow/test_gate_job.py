@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from google.cloud.aiplatform_v1.types import CustomJob
 
-from recflow import vertex_submit
+from recflow.gcp import vertex_submit
+from recflow.gcp.trainer_image import image_tag
 from recflow.promotion import command
 from recflow.promotion.gate_job import GATE_MODULE, read_decision
-from recflow.trainer_image import image_tag
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 RUN_ID = "20260105t101500000000z"

@@ -32,9 +32,9 @@ from google.cloud.aiplatform_v1.types import CustomJob, WorkerPoolSpec
 from google.oauth2.credentials import Credentials
 from vertex_jobs_standin import VertexCustomJobs, vertex_custom_jobs
 
-from recflow import vertex_submit
-from recflow.trainer_image import image_tag
-from recflow.vertex_submit import (
+from recflow.gcp import vertex_submit
+from recflow.gcp.trainer_image import image_tag
+from recflow.gcp.vertex_submit import (
     DEFAULT_MACHINE_TYPE,
     DEFAULT_TIMEOUT_MINUTES,
     EXIT_BAD_INPUT,

@@ -17,7 +17,7 @@ import pytest
 from conftest import DBT_PROJECT_DIR, REPO_ROOT, Isolation, TinySample, run_command
 from review_checks import assert_markdown_matches_json
 
-from recflow.dbt_invocation import dbt_executable
+from recflow.pipeline.dbt_invocation import dbt_executable
 from recflow.review.command import main as review_main
 from recflow.review.findings import ReviewConfig, parse_config
 from recflow.review.manifest_graph import build_graph

@@ -47,7 +47,7 @@ from local_http import (
     serve_http,
 )
 
-from recflow import bigquery_check
+from recflow.checks import bigquery as bigquery_check
 
 RECORDINGS = Path(__file__).resolve().parent / "recorded_bigquery"
 PROJECT = "recflow-test"

@@ -74,8 +74,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from recflow.dbt_invocation import dbt_executable
-from recflow.settings import REPO_ROOT
+from recflow.pipeline.dbt_invocation import dbt_executable
+from recflow.pipeline.settings import REPO_ROOT
 
 if TYPE_CHECKING:
     from sqlfluff.core import Linter
@@ -823,7 +823,7 @@ class _StatementChecker:
                 Problem(
                     "function",
                     f"`{name}` is not a BigQuery function{hint} (if it is one, add it to "
-                    "BIGQUERY_FUNCTIONS in recflow/bigquery_check.py)",
+                    "BIGQUERY_FUNCTIONS in recflow/checks/bigquery.py)",
                     path,
                     line,
                     segment.pos_marker.line_pos,
@@ -1076,7 +1076,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m recflow.bigquery_check [options]`, until `recflow check-bigquery` is wired."""
+    """`python -m recflow.checks.bigquery [options]`, until `recflow check-bigquery` is wired."""
     parser = argparse.ArgumentParser(prog="recflow", description=__doc__.splitlines()[0])
     register(parser.add_subparsers(required=True, metavar="COMMAND"))
     args = parser.parse_args(["check-bigquery", *(argv if argv is not None else sys.argv[1:])])

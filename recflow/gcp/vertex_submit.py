@@ -8,7 +8,7 @@ What one submission does, in order, so that a mistake costs nothing:
    beside the run's outputs: the job's base_output_dir is `gs://BUCKET/PREFIX/runs/RUN_ID`, so
    Vertex AI sets AIP_MODEL_DIR=`.../RUN_ID/model/` and the trainer writes the run directory there;
 3. creates a CustomJob running the training container (`Dockerfile`, named by
-   `recflow.trainer_image`: this checkout's lock and trainer) with `--warehouse-uri
+   `recflow.gcp.trainer_image`: this checkout's lock and trainer) with `--warehouse-uri
    bq://PROJECT.DATASET --manifest gs://.../manifest.json --recommendations-table ''` (the job
    never writes the serving table: only `recflow gate` does, after deciding), bounded by
    `scheduling.timeout`, labelled with the git commit and the manifest's SHA-256;
@@ -35,9 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recflow.interrupts import Interrupt, interrupts_recorded
-from recflow.settings import Settings
-from recflow.trainer_image import training_image
+from recflow.gcp.interrupts import Interrupt, interrupts_recorded
+from recflow.gcp.trainer_image import training_image
+from recflow.pipeline.settings import Settings
 from trainer.task import git_commit
 
 if TYPE_CHECKING:  # the SDKs take seconds to import: only the commands that use them do.
@@ -166,7 +166,7 @@ class VertexSettings:
     prefix: str = DEFAULT_PREFIX
     bq_project: str | None = None
     service_account: str | None = None
-    image: str = ""  # settings_from resolves it (recflow.trainer_image.training_image)
+    image: str = ""  # settings_from resolves it (recflow.gcp.trainer_image.training_image)
     machine_type: str = DEFAULT_MACHINE_TYPE
     timeout_minutes: int = DEFAULT_TIMEOUT_MINUTES
 
