@@ -1,4 +1,4 @@
-"""The offline BigQuery check (`recflow.checks.bigquery`): the real project compiles for BigQuery
+"""The offline BigQuery check (`recflow.checks`): the real project compiles for BigQuery
 without credentials or network and every statement is BigQuery SQL; DuckDB-only SQL, a macro
 without a BigQuery variant and a wrong table layout fail the check, naming the model and line.
 
@@ -19,15 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import DBT_PROJECT_DIR, REPO_ROOT
 
-from recflow.checks.bigquery import (
-    FAKE_DATASET,
-    FAKE_PROJECT,
-    FAKE_RAW_PROJECT,
-    CheckResult,
-    check_bigquery,
-    format_report,
-    register,
-)
+from recflow.checks.bigquery import check_bigquery, register
+from recflow.checks.offline_compile import FAKE_DATASET, FAKE_PROJECT, FAKE_RAW_PROJECT
+from recflow.checks.results import CheckResult, format_report
 from recflow.pipeline.dbt_invocation import dbt_executable
 
 pytestmark = pytest.mark.dbt
