@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from google.cloud.aiplatform_v1.types import CustomJob
 
-from recflow.gcp import vertex_submit
+from recflow.gcp import vertex_settings
 from recflow.gcp.trainer_image import image_tag
 from recflow.promotion import command
 from recflow.promotion.gate_job import GATE_MODULE, read_decision
@@ -30,7 +30,7 @@ SETTINGS = [
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for option in vertex_submit.OPTIONS:
+    for option in vertex_settings.OPTIONS:
         monkeypatch.delenv(option.env, raising=False)
     monkeypatch.setenv("GIT_COMMIT", COMMIT)
     monkeypatch.setenv("RECFLOW_VERTEX_EXPERIMENT", "ranker-experiments")
