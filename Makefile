@@ -134,54 +134,19 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## The pull request's review report against BASE_REF (README "Review"): the base ref is checked
-## out in a temporary git worktree, both dbt projects are built (`dbt run`) on the DuckDB `ci`
-## target from the same sample data, each with its own DuckDB file and target dir, and
-## `recflow review` writes review/review.md and review/review.json with measured cost and
-## sqlfluff. REVIEW_BIGQUERY=1 also compiles both projects with `--target prod` (RECFLOW_BQ_*
-## and credentials needed) and adds the BigQuery dry run.
+## The pull request's review report against BASE_REF (README "Review"): `recflow review
+## --base-ref` checks the base ref out in a temporary git worktree, builds both dbt projects
+## (`dbt run`) on the DuckDB `ci` target from the same sample data (RECFLOW_DATA_DIR, generated if
+## missing), each with its own DuckDB file and target dir under $(REVIEW_DIR)/work, and writes
+## $(REVIEW_DIR)/review.md and review.json with measured cost and sqlfluff. REVIEW_BIGQUERY=1 also
+## compiles both projects with `--target prod` (RECFLOW_BQ_* and credentials needed) and adds the
+## BigQuery dry run.
 BASE_REF ?= origin/main
 REVIEW_DIR ?= review
 REVIEW_BIGQUERY ?=
-REVIEW_WORK := $(CURDIR)/$(REVIEW_DIR)/work
-# $(call review_dbt,<command>,<project dir>,<work dir>,<target>): dbt on one side, isolated.
-review_dbt = RECFLOW_DBT_TARGET=$(4) RECFLOW_DUCKDB_PATH="$(3)/warehouse.duckdb" \
-	DBT_TARGET_PATH="$(3)/target-$(4)" DBT_LOG_PATH="$(3)/logs" \
-	$(BIN)/dbt $(1) --project-dir "$(2)" --profiles-dir "$(2)" --target $(4)
 
 review: install
-	@test -d "$(RECFLOW_DATA_DIR)" || $(BIN)/recflow sample --data-dir "$(RECFLOW_DATA_DIR)"
-	rm -rf "$(REVIEW_WORK)"
-	mkdir -p "$(REVIEW_WORK)/lint"
-	git worktree prune
-	@set -e; \
-	base_sha=$$(git rev-parse --verify --quiet "$(BASE_REF)^{commit}") \
-	  || { echo "make review: BASE_REF=$(BASE_REF) is not a commit here (git fetch it?)" >&2; exit 2; }; \
-	git worktree add --quiet --detach "$(REVIEW_WORK)/base-src" "$$base_sha"; \
-	trap 'git worktree remove --force "$(REVIEW_WORK)/base-src"' EXIT; \
-	echo "make review: building base $(BASE_REF) ($$base_sha)"; \
-	$(call review_dbt,run,$(REVIEW_WORK)/base-src/dbt,$(REVIEW_WORK)/base,ci); \
-	echo "make review: building the working tree"; \
-	$(call review_dbt,run,$(CURDIR)/dbt,$(REVIEW_WORK)/head,ci); \
-	bigquery=""; \
-	if [ -n "$(REVIEW_BIGQUERY)" ]; then \
-	  $(call review_dbt,compile,$(REVIEW_WORK)/base-src/dbt,$(REVIEW_WORK)/base,prod); \
-	  $(call review_dbt,compile,$(CURDIR)/dbt,$(REVIEW_WORK)/head,prod); \
-	  bigquery="--bigquery --bigquery-manifest $(REVIEW_WORK)/head/target-prod/manifest.json \
-	    --base-bigquery-manifest $(REVIEW_WORK)/base/target-prod/manifest.json"; \
-	fi; \
-	RECFLOW_DUCKDB_PATH="$(REVIEW_WORK)/lint/warehouse.duckdb" \
-	DBT_TARGET_PATH="$(REVIEW_WORK)/lint/target" DBT_LOG_PATH="$(REVIEW_WORK)/lint/logs" \
-	$(BIN)/recflow review \
-	  --state "$(REVIEW_WORK)/base/target-ci" \
-	  --manifest "$(REVIEW_WORK)/head/target-ci/manifest.json" \
-	  --base-run-results "$(REVIEW_WORK)/base/target-ci/run_results.json" \
-	  --run-results "$(REVIEW_WORK)/head/target-ci/run_results.json" \
-	  --base-warehouse "$(REVIEW_WORK)/base/warehouse.duckdb" \
-	  --warehouse "$(REVIEW_WORK)/head/warehouse.duckdb" \
-	  --base-label "$(BASE_REF) ($$(git rev-parse --short "$$base_sha"))" \
-	  --label "working tree of $$(git rev-parse --abbrev-ref HEAD) ($$(git rev-parse --short HEAD))" \
-	  --lint --out-dir "$(REVIEW_DIR)" $$bigquery
+	$(BIN)/recflow review --base-ref "$(BASE_REF)" --lint --out-dir "$(REVIEW_DIR)" $(if $(REVIEW_BIGQUERY),--bigquery)
 
 ## Re-resolve every dependency (the trainer's, the pipeline's, the dev tools') in one pip run
 ## and pin the result; requirements-trainer.lock (the training image's part) follows.

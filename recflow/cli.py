@@ -11,25 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-from recflow import (
-    bigquery_check,
-    run_lock,
-    sample_data,
-    sample_ratings,
-    trainer_image,
-    vertex_submit,
-)
 from recflow.bench import command as bench_command
-from recflow.dbt_invocation import (
+from recflow.checks import bigquery as bigquery_check
+from recflow.gcp import trainer_image, vertex_submit
+from recflow.pipeline import run_lock
+from recflow.pipeline.dbt_invocation import (
     DbtFailedError,
     build_features,
     compiled_analysis_sql,
     run_dbt,
 )
-from recflow.promotion import command as promotion_command
-from recflow.review import command as review_command
-from recflow.review import comment as review_comment
-from recflow.settings import (
+from recflow.pipeline.settings import (
     RunSettings,
     Settings,
     SettingsError,
@@ -37,14 +29,19 @@ from recflow.settings import (
     default_data_dir,
     run_settings_from_args,
 )
-from recflow.warehouse_report import BuildSummary, summarise_build
+from recflow.pipeline.warehouse_report import BuildSummary, summarise_build
+from recflow.promotion import command as promotion_command
+from recflow.review import command as review_command
+from recflow.review import comment as review_comment
+from recflow.samples import events as sample_events
+from recflow.samples import ratings as sample_ratings
 from trainer import data_problems
 from trainer import task as trainer_task
 from trainer.errors import TrainerInputError
 
 log = logging.getLogger("recflow")
 # Shapes of generated data; each module has SCALES, DEFAULT_SCALE and generate(spec).
-SAMPLE_PROFILES = {"events": sample_data, "ratings": sample_ratings}
+SAMPLE_PROFILES = {"events": sample_events, "ratings": sample_ratings}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +163,7 @@ def _write_sample(
         spec = dataclasses.replace(spec, seed=seed)
     log.info("generating the %s sample at scale %s", profile, scale)
     generated = module.generate(spec)
-    sample_data.write_data_dir(generated.tables, data_dir, file_format=file_format)
+    sample_events.write_data_dir(generated.tables, data_dir, file_format=file_format)
     return data_dir
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from recflow.dbt_invocation import DbtRun, dbt_executable, run_dbt
-from recflow.sample_data import SCALES, SampleData, generate, write_data_dir
-from recflow.settings import Settings
+from recflow.pipeline.dbt_invocation import DbtRun, dbt_executable, run_dbt
+from recflow.pipeline.settings import Settings
+from recflow.samples.events import SCALES, SampleData, generate, write_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt"

@@ -23,16 +23,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from recflow import sample_data
 from recflow.bench import report
 from recflow.bench.dataset import DatasetSummary
 from recflow.bench.measure import Measurement, StepFailedError, run_measured
 from recflow.bench.pandas_baseline import DBT_MODELS_MIRRORED
 from recflow.bench.scan import ProfileError
-from recflow.dbt_invocation import dbt_executable
+from recflow.pipeline.dbt_invocation import dbt_executable
+from recflow.pipeline.settings import REPO_ROOT, Settings
 from recflow.review.manifest_graph import ManifestError, build_graph, load_manifest
 from recflow.review.scans import scan_paths
-from recflow.settings import REPO_ROOT, Settings
+from recflow.samples import events as sample_events
 from trainer.task import git_commit
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument(
         "--scale",
-        choices=sorted(sample_data.SCALES),
+        choices=sorted(sample_events.SCALES),
         default="bench",
         help="generated data set (default bench: ~10M events, needs several GiB and minutes)",
     )

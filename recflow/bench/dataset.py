@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recflow import sample_data
+from recflow.samples import events as sample_events
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class DatasetSummary:
 
 
 def hold_back_last_day(
-    events: pa.Table, spec: sample_data.SampleSpec, *, late_share: float = LATE_SHARE
+    events: pa.Table, spec: sample_events.SampleSpec, *, late_share: float = LATE_SHARE
 ) -> HeldBackSplit:
     """Split `events` into the export before the period's last day and the rows that arrive with
     it: that day's events plus `late_share` of the `LATE_DAYS` days before it. Rows without a
@@ -65,12 +65,12 @@ def hold_back_last_day(
     event_at = events["event_at"]
     scalar = pa.scalar
     in_last_day = pc.and_(
-        pc.greater_equal(event_at, scalar(day_start, sample_data.TS)),
-        pc.less(event_at, scalar(spec.end_at, sample_data.TS)),
+        pc.greater_equal(event_at, scalar(day_start, sample_events.TS)),
+        pc.less(event_at, scalar(spec.end_at, sample_events.TS)),
     )
     in_late_days = pc.and_(
-        pc.greater_equal(event_at, scalar(late_start, sample_data.TS)),
-        pc.less(event_at, scalar(day_start, sample_data.TS)),
+        pc.greater_equal(event_at, scalar(late_start, sample_events.TS)),
+        pc.less(event_at, scalar(day_start, sample_events.TS)),
     )
     rng = np.random.default_rng(spec.seed)
     arrives_late = pc.and_(
@@ -86,10 +86,10 @@ def hold_back_last_day(
 
 def generate(scale: str, data_dir: Path, held_back_file: Path) -> DatasetSummary:
     """Generate `scale`, write all but the held-back rows to `data_dir`, those to a file."""
-    spec = sample_data.SCALES[scale]
-    generated = sample_data.generate(spec)
+    spec = sample_events.SCALES[scale]
+    generated = sample_events.generate(spec)
     split = hold_back_last_day(generated.tables["events"], spec)
-    sample_data.write_data_dir(
+    sample_events.write_data_dir(
         {**generated.tables, "events": split.initial}, data_dir, file_format="parquet"
     )
     held_back_file.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def append(data_dir: Path, held_back_file: Path) -> int:
     events = pa.concat_tables(
         [pq.read_table(data_dir / "events.parquet"), pq.read_table(held_back_file)]
     )
-    sample_data.write_data_dir({"events": events}, data_dir, file_format="parquet")
+    sample_events.write_data_dir({"events": events}, data_dir, file_format="parquet")
     return events.num_rows
 
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recflow.bench.dataset", description=__doc__)
     actions = parser.add_subparsers(dest="action", required=True)
     gen = actions.add_parser("generate")
-    gen.add_argument("--scale", choices=sorted(sample_data.SCALES), required=True)
+    gen.add_argument("--scale", choices=sorted(sample_events.SCALES), required=True)
     gen.add_argument("--summary-out", type=Path, required=True)
     for action in (gen, actions.add_parser("append")):
         action.add_argument("--data-dir", type=Path, required=True)

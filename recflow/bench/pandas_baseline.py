@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from recflow.settings import REPO_ROOT
+from recflow.pipeline.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 
-from recflow.settings import REPO_ROOT
+from recflow.pipeline.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from recflow.dbt_invocation import DbtFailedError
+from recflow.pipeline.dbt_invocation import DbtFailedError
+from recflow.pipeline.settings import REPO_ROOT, SettingsError, add_run_setting_arguments
 from recflow.promotion import gate
 from recflow.promotion.experiments import open_experiment_log
 from recflow.promotion.registry import (
@@ -26,7 +27,6 @@ from recflow.promotion.registry import (
     RegistrySettingError,
     open_registry,
 )
-from recflow.settings import REPO_ROOT, SettingsError, add_run_setting_arguments
 from trainer.errors import TrainerInputError
 
 EXIT_DECIDED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -204,10 +204,10 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _ct(args: argparse.Namespace) -> int:
+    from recflow.pipeline.run_lock import WarehouseBusyError, warehouse_lock
+    from recflow.pipeline.settings import Settings, run_settings_from_args
     from recflow.promotion.ct import CtConfig, run_ct
     from recflow.promotion.gating import GateInputError
-    from recflow.run_lock import WarehouseBusyError, warehouse_lock
-    from recflow.settings import Settings, run_settings_from_args
 
     def decide() -> dict[str, Any]:
         run_settings = run_settings_from_args(args)
@@ -288,8 +288,8 @@ def _metrics_table(challenger: Any, champion: Any) -> str:
 
 
 def _training_needed(args: argparse.Namespace) -> int:
+    from recflow.pipeline.settings import Settings
     from recflow.promotion.training_needed import training_needed
-    from recflow.settings import Settings
 
     try:
         needed = training_needed(Settings.from_env(), args.state)

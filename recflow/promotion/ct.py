@@ -19,13 +19,13 @@ from typing import Any
 
 import duckdb
 
-from recflow import sample_data
-from recflow.dbt_invocation import build_features, run_dbt
+from recflow.pipeline.dbt_invocation import build_features, run_dbt
+from recflow.pipeline.settings import REPO_ROOT, Settings
 from recflow.promotion import gate, run_dirs
 from recflow.promotion.experiments import EXPERIMENTS_FILE, LocalExperimentLog
 from recflow.promotion.gating import GateRequest, run_gate
 from recflow.promotion.registry import LocalRegistry, ModelRegistry, RegistryError
-from recflow.settings import REPO_ROOT, Settings
+from recflow.samples import events as sample_events
 from trainer import pipeline, writing
 from trainer import task as trainer_task
 
@@ -44,7 +44,7 @@ class CtConfig:
     top_k: int = 20
     tolerance: float = gate.DEFAULT_TOLERANCE
     trainer_args: tuple[str, ...] = ()
-    sample_scale: str = sample_data.DEFAULT_SCALE
+    sample_scale: str = sample_events.DEFAULT_SCALE
 
 
 def run_ct(config: CtConfig) -> dict[str, Any]:
@@ -54,8 +54,8 @@ def run_ct(config: CtConfig) -> dict[str, Any]:
         log.info(
             "no data in %s yet: generating the %s sample", settings.data_dir, config.sample_scale
         )
-        generated = sample_data.generate(sample_data.SCALES[config.sample_scale])
-        sample_data.write_data_dir(generated.tables, settings.data_dir, file_format="parquet")
+        generated = sample_events.generate(sample_events.SCALES[config.sample_scale])
+        sample_events.write_data_dir(generated.tables, settings.data_dir, file_format="parquet")
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     registry = LocalRegistry(config.registry_path)
     reconciled = serve_champion_if_behind(registry, settings.duckdb_path)

@@ -2,7 +2,7 @@
 
 `recflow gate` scores the challenger and the champion on the feature marts; against BigQuery
 that reads whole tables, which must not leave the cloud project for a CI runner. This command
-builds the training job's request (recflow.vertex_submit.build_custom_job: same container,
+builds the training job's request (recflow.gcp.vertex_submit.build_custom_job: same container,
 machine, service account, package and job settings) and swaps its entry point for
 `python -m recflow.promotion.command gate` on the training run's directory, with the Vertex AI
 registry and Experiments. The runner only submits, follows the job and prints decision.json.
@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recflow import vertex_submit
+from recflow.gcp import vertex_settings, vertex_submit
 from trainer.task import git_commit
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    vertex_submit.add_settings_arguments(parser)
+    vertex_settings.add_settings_arguments(parser)
     parser.add_argument(
         "--run-dir",
         required=True,
@@ -73,13 +73,13 @@ def gate_job_command(args: argparse.Namespace) -> int:
     """The `gate-job` subcommand: an exit code, every expected failure as one message."""
     try:
         return _gate_job(args)
-    except vertex_submit.SubmitError as error:
+    except vertex_settings.SubmitError as error:
         print(f"recflow gate-job: {error}", file=sys.stderr)
         return error.exit_code
 
 
 def _gate_job(args: argparse.Namespace) -> int:
-    settings = vertex_submit.settings_from(vars(args), os.environ)
+    settings = vertex_settings.settings_from(vars(args), os.environ)
     plan = gate_plan(
         settings,
         args.run_dir,
@@ -100,25 +100,25 @@ def _gate_job(args: argparse.Namespace) -> int:
     started = datetime.now(UTC)
     try:
         exit_code = vertex_submit.run_job(job, settings, wait=True)
-    except vertex_submit.SubmitError:
+    except vertex_settings.SubmitError:
         _print_decision(args.run_dir, started, credentials, args.decision_out)
         raise
     if exit_code == 0 and not _print_decision(
         args.run_dir, started, credentials, args.decision_out
     ):
-        raise vertex_submit.SubmitError(
+        raise vertex_settings.SubmitError(
             f"the gate job succeeded but {args.run_dir}/decision.json is missing or older than it"
         )
     return exit_code
 
 
 def gate_plan(
-    settings: vertex_submit.VertexSettings, run_dir: str, *, git_commit: str
-) -> vertex_submit.RunPlan:
+    settings: vertex_settings.VertexSettings, run_dir: str, *, git_commit: str
+) -> vertex_settings.RunPlan:
     """The training run's plan, seen from its run directory: the job runs in its GCS folder.
     The run directory must be one `recflow submit` made with these settings
     (gs://BUCKET/PREFIX/runs/RUN_ID/model)."""
-    probe = vertex_submit.RunPlan(
+    probe = vertex_settings.RunPlan(
         run_id="RUN_ID",
         manifest_path=Path(),
         manifest_sha256="",
@@ -128,13 +128,13 @@ def gate_plan(
     pattern = re.escape(probe.run_dir(settings).rstrip("/")).replace("RUN_ID", "([a-z0-9_-]{1,63})")
     match = re.fullmatch(pattern, run_dir.rstrip("/"))
     if not match:
-        raise vertex_submit.BadInputError(
+        raise vertex_settings.BadInputError(
             f"--run-dir {run_dir!r} is not a run directory of `recflow submit` with these "
             f"settings ({probe.run_dir(settings)}, RUN_ID the run's id): pass the URI "
             "--run-dir-out wrote"
         )
     run_id = match.group(1)
-    return vertex_submit.RunPlan(
+    return vertex_settings.RunPlan(
         run_id=run_id,
         manifest_path=Path(),
         manifest_sha256="",
@@ -144,7 +144,7 @@ def gate_plan(
 
 
 def gate_arguments(
-    settings: vertex_submit.VertexSettings,
+    settings: vertex_settings.VertexSettings,
     run_dir: str,
     *,
     recommendations_table: str,
@@ -169,7 +169,9 @@ def gate_arguments(
 
 
 def gate_env(
-    settings: vertex_submit.VertexSettings, plan: vertex_submit.RunPlan, environ: Mapping[str, str]
+    settings: vertex_settings.VertexSettings,
+    plan: vertex_settings.RunPlan,
+    environ: Mapping[str, str],
 ) -> list[dict[str, str]]:
     """The training job's environment plus what the job's registry and Experiments read."""
     passed = {name: environ[name] for name in PASSED_VARIABLES if environ.get(name)}
@@ -182,8 +184,8 @@ def gate_env(
 
 
 def build_gate_job(
-    settings: vertex_submit.VertexSettings,
-    plan: vertex_submit.RunPlan,
+    settings: vertex_settings.VertexSettings,
+    plan: vertex_settings.RunPlan,
     arguments: Sequence[str],
     environ: Mapping[str, str],
     *,
@@ -205,7 +207,7 @@ def build_gate_job(
             container.args = list(arguments)
             container.env = env
         else:
-            raise vertex_submit.SubmitError(
+            raise vertex_settings.SubmitError(
                 "the training job has a worker pool the gate cannot run in"
             )
     # Vertex AI's own outputs of the gate job go beside the run, not into its model folder.

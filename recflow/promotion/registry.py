@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from recflow.settings import REPO_ROOT
+from recflow.pipeline.settings import REPO_ROOT
 
 if TYPE_CHECKING:  # the SDK takes seconds to import: only the Vertex registry does.
     from google.auth.credentials import Credentials
@@ -293,7 +293,7 @@ def _now() -> str:
 def registration_labels(registration: Registration) -> dict[str, str]:
     """Labels in Vertex AI's rules (lowercase [a-z0-9_-], at most 63 characters), the same for
     both registries so a local version reads like a Vertex one."""
-    from recflow.vertex_submit import label_value
+    from recflow.gcp.vertex_submit import label_value
 
     metric = registration.primary_metric.rsplit("/", 1)[-1]
     return {

@@ -8,8 +8,8 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from recflow.dbt_invocation import DbtFailedError, dbt_executable
-from recflow.settings import Settings
+from recflow.pipeline.dbt_invocation import DbtFailedError, dbt_executable
+from recflow.pipeline.settings import Settings
 from trainer.feature_spec import (
     EXAMPLES_MODEL,
     HISTORY_MODEL,

@@ -5,10 +5,12 @@ The I/O edge of the review: reads the two manifests and dbt/review.yml, times th
 changed models' SQL files (`lint.py`), given both builds' run_results.json (and DuckDB
 files) measures each changed model's cost on both builds (`cost.py`), and with `--bigquery`
 dry-runs each changed model's production SQL on BigQuery (`bigquery_cost.py`) and decides the
-cost gate on them (`dry_run_gate.py`). Exit 0 whatever the flags say (they are information for
-the reviewer); 1 when the BigQuery cost gate fails (the report is written first); 2 when an
-input is missing or malformed, sqlfluff cannot run, or BigQuery settings, credentials or gate
-limits are unusable.
+cost gate on them (`dry_run_gate.py`). With `--base-ref` it first builds the base ref and the
+working tree side by side (`builds.py`) and reviews those, which is all `make review` runs.
+Exit 0 whatever the flags say (they are information for the reviewer); 1 when the BigQuery cost
+gate fails (the report is written first) or a --base-ref build fails; 2 when an input is missing
+or malformed, the base ref is not a commit, sqlfluff cannot run, or BigQuery settings,
+credentials or gate limits are unusable.
 """
 
 from __future__ import annotations
@@ -17,16 +19,24 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from recflow.pipeline.settings import Settings
 from recflow.review.bigquery_cost import (
     BigQueryDryRunError,
     BigQuerySettings,
     dry_run_changed,
     make_client,
     require_bigquery_manifest,
+)
+from recflow.review.builds import (
+    PROD_TARGET,
+    ReviewBuildError,
+    build_against_ref,
+    ensure_sample_data,
 )
 from recflow.review.cost import compare_costs, load_run_results, measure
 from recflow.review.dry_run_gate import (
@@ -71,6 +81,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     base.add_argument("--base-manifest", type=Path, help="the base branch's manifest.json")
     base.add_argument(
         "--state", type=Path, help="a directory holding the base branch's manifest.json"
+    )
+    base.add_argument(
+        "--base-ref",
+        help="build this git ref's dbt project and the working tree's (--project-dir) on the "
+        "DuckDB `ci` target from the same data ($RECFLOW_DATA_DIR, generated if missing), each "
+        "in OUT_DIR/work, and review them with their measured cost (what `make review` runs); "
+        "with --bigquery also compile both with `--target prod` for the dry run",
     )
     parser.add_argument(
         "--manifest",
@@ -153,7 +170,54 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_review(args: argparse.Namespace) -> int:
-    """Read the inputs, build the review, write review.md and review.json."""
+    """Read the inputs (with --base-ref: build them first), build the review, write review.md
+    and review.json."""
+    if args.base_ref is not None:
+        return _review_against_ref(args)
+    return _review(args)
+
+
+def _review_against_ref(args: argparse.Namespace) -> int:
+    """Build the base ref and the working tree side by side, then review them as `make review`
+    did: measured cost on both builds, the dry run's manifests when --bigquery is given."""
+    built_here = ("run_results", "base_run_results", "warehouse", "base_warehouse")
+    built_here += ("bigquery_manifest", "base_bigquery_manifest")
+    if given := [name for name in built_here if getattr(args, name) is not None]:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        print(f"recflow review: --base-ref builds both sides itself; drop {flags}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    data_dir = Settings.from_env().data_dir
+    ensure_sample_data(data_dir)
+    try:
+        builds = build_against_ref(
+            args.project_dir,
+            args.base_ref,
+            args.out_dir.resolve() / "work",
+            data_dir,
+            bigquery=args.bigquery,
+        )
+    except ReviewBuildError as error:
+        print(f"recflow review: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    base, head = builds.base, builds.head
+    inputs = {
+        "base_manifest": None,
+        "state": base.target_path(),
+        "manifest": head.manifest(),
+        "base_run_results": base.run_results,
+        "run_results": head.run_results,
+        "base_warehouse": base.warehouse,
+        "warehouse": head.warehouse,
+        "base_label": args.base_label or builds.base_label,
+        "label": args.label or builds.head_label,
+    }
+    if args.bigquery:
+        inputs["bigquery_manifest"] = head.manifest(PROD_TARGET)
+        inputs["base_bigquery_manifest"] = base.manifest(PROD_TARGET)
+    return _review(argparse.Namespace(**{**vars(args), **inputs}), builds.lint_environment)
+
+
+def _review(args: argparse.Namespace, lint_environment: Mapping[str, str] | None = None) -> int:
     base_path = args.base_manifest or args.state / "manifest.json"
     try:
         base_manifest = load_manifest(base_path)
@@ -175,7 +239,7 @@ def run_review(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     started = time.perf_counter()
     try:
-        extra = _lint(args, base_manifest, head_manifest) if args.lint else ()
+        extra = _lint(args, base_manifest, head_manifest, lint_environment) if args.lint else ()
         review = build_review(
             base_manifest,
             head_manifest,
@@ -234,10 +298,13 @@ def _sql_changed(models: tuple[ChangedModel, ...]) -> list[tuple[str, str]]:
 
 
 def _lint(
-    args: argparse.Namespace, base: dict[str, Any], head: dict[str, Any]
+    args: argparse.Namespace,
+    base: dict[str, Any],
+    head: dict[str, Any],
+    environment: Mapping[str, str] | None,
 ) -> tuple[Finding, ...]:
     files = _sql_changed(changed_models(build_graph(base), build_graph(head)))
-    return lint_findings(args.project_dir, files, args.sqlfluff_config)
+    return lint_findings(args.project_dir, files, args.sqlfluff_config, environment)
 
 
 def _with_costs(review: Review, args: argparse.Namespace) -> Review:
@@ -264,15 +331,3 @@ def _with_dry_runs(review: Review, args: argparse.Namespace, usd_per_tib: float)
     uids = [m.unique_id for m in review.changed_models]
     cost = dry_run_changed(make_client(settings), settings, uids, base, head, usd_per_tib)
     return replace(review, bigquery=cost, bigquery_gate=evaluate_gate(cost, limits))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `review` without the rest of the `recflow` CLI (until it is wired in there)."""
-    parser = argparse.ArgumentParser(prog="recflow")
-    register(parser.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

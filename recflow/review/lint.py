@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from recflow.review.findings import Finding, Location
@@ -30,8 +30,10 @@ def lint_findings(
     project_dir: Path,
     files: Iterable[tuple[str, str]],
     sqlfluff_config: Path,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[Finding, ...]:
-    """Findings for `files`: (unique id, path relative to `project_dir`) of changed models."""
+    """Findings for `files`: (unique id, path relative to `project_dir`) of changed models.
+    sqlfluff runs with `env` (default: this process's environment)."""
     files = sorted(set(files), key=lambda item: item[1])
     if not files:
         return ()
@@ -56,6 +58,7 @@ def lint_findings(
             completed = subprocess.run(
                 command,
                 cwd=project_dir,
+                env=None if env is None else dict(env),
                 capture_output=True,
                 text=True,
                 timeout=LINT_TIMEOUT_S,

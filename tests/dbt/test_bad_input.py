@@ -33,9 +33,9 @@ from conftest import (
 )
 
 from recflow.cli import _print_summary
-from recflow.sample_data import SCHEMAS
-from recflow.settings import Settings
-from recflow.warehouse_report import summarise_build
+from recflow.pipeline.settings import Settings
+from recflow.pipeline.warehouse_report import summarise_build
+from recflow.samples.events import SCHEMAS
 
 pytestmark = pytest.mark.dbt
 

@@ -1,4 +1,4 @@
-"""The offline BigQuery check (`recflow.bigquery_check`): the real project compiles for BigQuery
+"""The offline BigQuery check (`recflow.checks`): the real project compiles for BigQuery
 without credentials or network and every statement is BigQuery SQL; DuckDB-only SQL, a macro
 without a BigQuery variant and a wrong table layout fail the check, naming the model and line.
 
@@ -19,16 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import DBT_PROJECT_DIR, REPO_ROOT
 
-from recflow.bigquery_check import (
-    FAKE_DATASET,
-    FAKE_PROJECT,
-    FAKE_RAW_PROJECT,
-    CheckResult,
-    check_bigquery,
-    format_report,
-    register,
-)
-from recflow.dbt_invocation import dbt_executable
+from recflow.checks.bigquery import check_bigquery, register
+from recflow.checks.offline_compile import FAKE_DATASET, FAKE_PROJECT, FAKE_RAW_PROJECT
+from recflow.checks.results import CheckResult, format_report
+from recflow.pipeline.dbt_invocation import dbt_executable
 
 pytestmark = pytest.mark.dbt
 
@@ -288,7 +282,7 @@ def test_check_bigquery_subcommand_reports_and_exits_non_zero_on_failure(
     register(parser.add_subparsers(required=True))
     args = parser.parse_args(["check-bigquery", "--work-dir", str(broken_check.work_dir)])
     monkeypatch.setattr(
-        "recflow.bigquery_check.check_bigquery", lambda *_args, **_kwargs: broken_check
+        "recflow.checks.bigquery.check_bigquery", lambda *_args, **_kwargs: broken_check
     )
 
     assert args.handler(args) == 1

@@ -28,7 +28,7 @@ from conftest import (
     scalar,
 )
 
-from recflow.sample_data import SCALES, generate, write_data_dir
+from recflow.samples.events import SCALES, generate, write_data_dir
 
 pytestmark = pytest.mark.dbt
 

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pytest
 from conftest import Isolation, TinySample, query, run_dbt_command
 
-from recflow.sample_data import write_data_dir
+from recflow.samples.events import write_data_dir
 
 pytestmark = pytest.mark.dbt
 

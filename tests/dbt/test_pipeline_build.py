@@ -22,7 +22,7 @@ from conftest import (
     scalar,
 )
 
-from recflow.sample_data import write_data_dir
+from recflow.samples.events import write_data_dir
 
 pytestmark = pytest.mark.dbt
 

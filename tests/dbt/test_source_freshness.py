@@ -26,8 +26,8 @@ from conftest import (
     write_csv,
 )
 
-from recflow.dbt_invocation import dbt_executable
-from recflow.sample_data import SCHEMAS
+from recflow.pipeline.dbt_invocation import dbt_executable
+from recflow.samples.events import SCHEMAS
 
 pytestmark = pytest.mark.dbt
 

@@ -39,7 +39,7 @@ from test_bad_input import (
     write_parquet_tables,
 )
 
-from recflow.sample_data import write_data_dir
+from recflow.samples.events import write_data_dir
 
 pytestmark = pytest.mark.dbt
 

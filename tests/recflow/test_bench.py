@@ -22,8 +22,8 @@ from recflow.bench.dataset import LATE_DAYS, DatasetSummary, hold_back_last_day
 from recflow.bench.measure import Measurement, StepFailedError, run_measured
 from recflow.bench.pandas_baseline import BaselineParams, build_features
 from recflow.bench.scan import ProfileError, duckdb_profile_settings, scan_events
-from recflow.sample_data import SCALES
-from recflow.settings import REPO_ROOT
+from recflow.pipeline.settings import REPO_ROOT
+from recflow.samples.events import SCALES
 
 GIB = report.GIB
 TINY = SCALES["tiny"]

@@ -33,7 +33,7 @@ from recflow.promotion import gate
 from recflow.promotion.experiments import LocalExperimentLog
 from recflow.promotion.gating import GateInputError, GateRequest, run_gate
 from recflow.promotion.registry import CHAMPION, LocalRegistry
-from recflow.sample_data import DEFAULT_SCALE, SCALES, generate, write_data_dir
+from recflow.samples.events import DEFAULT_SCALE, SCALES, generate, write_data_dir
 from trainer import pipeline
 from trainer.feature_spec import EXAMPLES_MODEL, SCORING_MODEL
 from trainer.ranker import RankerParams

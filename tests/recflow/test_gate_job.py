@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from google.cloud.aiplatform_v1.types import CustomJob
 
-from recflow import vertex_submit
+from recflow.cli import main as recflow_main
+from recflow.gcp import vertex_settings
+from recflow.gcp.trainer_image import image_tag
 from recflow.promotion import command
 from recflow.promotion.gate_job import GATE_MODULE, read_decision
-from recflow.trainer_image import image_tag
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 RUN_ID = "20260105t101500000000z"
@@ -30,7 +31,7 @@ SETTINGS = [
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for option in vertex_submit.OPTIONS:
+    for option in vertex_settings.OPTIONS:
         monkeypatch.delenv(option.env, raising=False)
     monkeypatch.setenv("GIT_COMMIT", COMMIT)
     monkeypatch.setenv("RECFLOW_VERTEX_EXPERIMENT", "ranker-experiments")
@@ -40,7 +41,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_dry_run_is_the_training_request_running_the_gate(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = command.main(
+    code = recflow_main(
         ["gate-job", "--dry-run", "--run-dir", f"{ROOT}/model", "--tolerance", "0.01", *SETTINGS]
     )
     captured = capsys.readouterr()
@@ -109,12 +110,12 @@ def test_the_entry_point_parses_the_job_arguments() -> None:
 def test_a_run_dir_recflow_submit_did_not_make_exits_2(
     run_dir: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert command.main(["gate-job", "--dry-run", "--run-dir", run_dir, *SETTINGS]) == 2
+    assert recflow_main(["gate-job", "--dry-run", "--run-dir", run_dir, *SETTINGS]) == 2
     assert "--run-dir-out" in capsys.readouterr().err
 
 
 def test_missing_settings_are_named(capsys: pytest.CaptureFixture[str]) -> None:
-    assert command.main(["gate-job", "--dry-run", "--run-dir", f"{ROOT}/model"]) == 2
+    assert recflow_main(["gate-job", "--dry-run", "--run-dir", f"{ROOT}/model"]) == 2
     assert "RECFLOW_GCP_PROJECT" in capsys.readouterr().err
 
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from conftest import CommandResult, Isolation, TinySample, query, run_recflow_cli
 
-from recflow.run_lock import WarehouseBusyError, lock_path_of, warehouse_lock
+from recflow.pipeline.run_lock import WarehouseBusyError, lock_path_of, warehouse_lock
 
 COMMIT = "0" * 40
 

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from conftest import CommandResult, Isolation, TinySample, query, run_recflow_cli
 
-from recflow.sample_data import SampleSpec, generate, write_data_dir
-from recflow.settings import (
+from recflow.pipeline.settings import (
     PERCENT_VARS,
     POSITIVE_INT_VARS,
     RunSettings,
@@ -25,6 +24,7 @@ from recflow.settings import (
     project_vars,
     read_vars_file,
 )
+from recflow.samples.events import SampleSpec, generate, write_data_dir
 from trainer import task as trainer_task
 from trainer.errors import TrainerInputError
 

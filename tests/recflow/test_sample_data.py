@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.sample_data import (
+from recflow.samples.events import (
     DIRTY_REASONS,
     EVENT_TYPES,
     SCALES,

@@ -13,8 +13,8 @@ import pytest
 from conftest import Isolation, run_recflow_cli
 
 from recflow.cli import main
-from recflow.sample_data import SCHEMAS, SampleData
-from recflow.sample_ratings import (
+from recflow.samples.events import SCHEMAS, SampleData
+from recflow.samples.ratings import (
     BURST_DAYS,
     EVENT_TYPE,
     GENRES,

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from dockerfile_steps import dockerfile_instructions
 
-from recflow import cli, trainer_image
-from recflow.settings import REPO_ROOT
+from recflow import cli
+from recflow.gcp import trainer_image
+from recflow.pipeline.settings import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 LOCK = REPO_ROOT / "requirements.lock"

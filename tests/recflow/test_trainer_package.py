@@ -28,7 +28,7 @@ import pytest
 from conftest import RUN_ARTIFACTS, TinyWarehouse
 from dockerfile_steps import dockerfile_instructions
 
-from recflow.settings import REPO_ROOT
+from recflow.pipeline.settings import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, Isolation, TinySample, TinyWarehouse, run_recflow_cli
 
+from recflow.pipeline.settings import Settings
 from recflow.promotion.training_needed import TRAINER_MODELS, needs_training, training_needed
-from recflow.settings import Settings
 
 
 def test_decision_logic() -> None:

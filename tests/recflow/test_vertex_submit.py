@@ -32,9 +32,9 @@ from google.cloud.aiplatform_v1.types import CustomJob, WorkerPoolSpec
 from google.oauth2.credentials import Credentials
 from vertex_jobs_standin import VertexCustomJobs, vertex_custom_jobs
 
-from recflow import vertex_submit
-from recflow.trainer_image import image_tag
-from recflow.vertex_submit import (
+from recflow.gcp import vertex_settings, vertex_submit
+from recflow.gcp.trainer_image import image_tag
+from recflow.gcp.vertex_settings import (
     DEFAULT_MACHINE_TYPE,
     DEFAULT_TIMEOUT_MINUTES,
     EXIT_BAD_INPUT,
@@ -76,7 +76,7 @@ def manifest(tmp_path: Path) -> Path:
 def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An environment where Application Default Credentials cannot be found, quickly: a key
     file that does not exist, no gcloud configuration, no metadata server probe."""
-    for option in vertex_submit.OPTIONS:
+    for option in vertex_settings.OPTIONS:
         monkeypatch.delenv(option.env, raising=False)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
@@ -229,7 +229,7 @@ def test_dry_run_prints_the_request_as_json_without_credentials(
     assert request.labels["dbt_manifest_sha"] == manifest_sha[:63]
     # The same message the SDK builds, field for field.
     expected = vertex_submit.build_custom_job(
-        vertex_submit.settings_from({}, ENV_SETTINGS),
+        vertex_settings.settings_from({}, ENV_SETTINGS),
         plan_for(manifest, git_commit="v1.2/Feature", trainer_args=()),
         credentials=AnonymousCredentials(),
     )._gca_resource

@@ -17,8 +17,8 @@ import pytest
 from conftest import DBT_PROJECT_DIR, REPO_ROOT, Isolation, TinySample, run_command
 from review_checks import assert_markdown_matches_json
 
-from recflow.dbt_invocation import dbt_executable
-from recflow.review.command import main as review_main
+from recflow.cli import main as recflow_main
+from recflow.pipeline.dbt_invocation import dbt_executable
 from recflow.review.findings import ReviewConfig, parse_config
 from recflow.review.manifest_graph import build_graph
 from recflow.review.report import build_review, render_markdown, to_json
@@ -198,7 +198,7 @@ def test_command_writes_both_reports_and_rejects_bad_input(
     out = tmp_path / "out"
     head = str(state / "manifest.json")
     assert (
-        review_main(["review", "--state", str(state), "--manifest", head, "--out-dir", str(out)])
+        recflow_main(["review", "--state", str(state), "--manifest", head, "--out-dir", str(out)])
         == 0
     )
     report = json.loads((out / "review.json").read_text())
@@ -206,7 +206,7 @@ def test_command_writes_both_reports_and_rejects_bad_input(
     assert report["runtime_seconds"] < 10
     assert "Review computed in" in (out / "review.md").read_text()
     missing = ["review", "--base-manifest", str(tmp_path / "nope.json"), "--manifest", head]
-    assert review_main(missing) == 2
+    assert recflow_main(missing) == 2
 
 
 # Pure unit tests on hand-written manifests: no dbt.

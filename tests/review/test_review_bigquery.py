@@ -30,6 +30,7 @@ from cloud_standins import (
     write_service_account_key,
 )
 
+from recflow.cli import main as recflow_main
 from recflow.review.bigquery_cost import (
     BYTES_PER_TIB,
     BigQuerySettings,
@@ -38,7 +39,6 @@ from recflow.review.bigquery_cost import (
     dry_run_changed,
     format_bytes,
 )
-from recflow.review.command import main as review_main
 
 DATASET = "analytics"
 LOCATION = "EU"
@@ -180,7 +180,7 @@ def test_review_reports_dry_run_bytes_cost_and_not_found(
     out = tmp_path / "out"
 
     labels = ["--base-label", "origin/main (1cb17bd)", "--label", "feature (a1bbbc1)"]
-    assert review_main(_review_args(manifests, out, *_bigquery_args(manifests), *labels)) == 0
+    assert recflow_main(_review_args(manifests, out, *_bigquery_args(manifests), *labels)) == 0
 
     report = json.loads((out / "review.json").read_text())
     markdown = (out / "review.md").read_text()
@@ -301,7 +301,7 @@ def test_bigquery_bad_input_exits_2(
     elif setup == "missing_key":
         monkeypatch.setenv("RECFLOW_BQ_KEYFILE", str(tmp_path / "nope.json"))
 
-    assert review_main(_review_args(manifests, tmp_path / "out", *extra)) == 2
+    assert recflow_main(_review_args(manifests, tmp_path / "out", *extra)) == 2
 
     assert message in capsys.readouterr().err
     assert not bigquery_rest.sent("POST", f"/bigquery/v2/projects/{PROJECT}/jobs")
@@ -345,7 +345,7 @@ def test_sql_bigquery_refuses_fails_the_gate_and_stays_out_of_the_report(
     out = tmp_path / "out"
     with recorded_bigquery(state) as running:
         _credentials_env(monkeypatch, running, tmp_path)
-        exit_code = review_main(_review_args(manifests, out, *_bigquery_args(manifests)))
+        exit_code = recflow_main(_review_args(manifests, out, *_bigquery_args(manifests)))
 
     assert exit_code == 1
     report = json.loads((out / "review.json").read_text())
@@ -409,7 +409,7 @@ def test_gate_limits_from_repository_variables_and_flags(
         monkeypatch.setenv(name, value)
     out = tmp_path / "out"
 
-    exit_code = review_main(_review_args(manifests, out, *_bigquery_args(manifests), *flags))
+    exit_code = recflow_main(_review_args(manifests, out, *_bigquery_args(manifests), *flags))
 
     assert exit_code == expected_exit
     err = capsys.readouterr().err

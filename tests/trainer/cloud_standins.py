@@ -47,7 +47,7 @@ from local_http import (
     serve_http,
 )
 
-from recflow import bigquery_check
+from recflow.checks import offline_compile
 
 RECORDINGS = Path(__file__).resolve().parent / "recorded_bigquery"
 PROJECT = "recflow-test"
@@ -439,6 +439,6 @@ def standin_bigquery_read(tables: dict[str, pa.Table]) -> Iterator[StandinBigQue
 def write_service_account_key(path: Path, token_uri: str) -> Path:
     """A service account key file (a fresh RSA key) whose token endpoint is `token_uri`: the
     auth library signs a JWT with it and exchanges it there, as at oauth2.googleapis.com."""
-    return bigquery_check.write_service_account_key(
+    return offline_compile.write_service_account_key(
         path, project=PROJECT, account="trainer", token_uri=token_uri
     )

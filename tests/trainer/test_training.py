@@ -44,7 +44,7 @@ from trainer_harness import (
     trainer_args,
 )
 
-from recflow.dbt_invocation import dbt_executable
+from recflow.pipeline.dbt_invocation import dbt_executable
 from trainer import evaluation, pipeline, serving
 from trainer.dataset import TEST
 from trainer.evaluation import SEGMENTS

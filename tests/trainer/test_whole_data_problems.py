@@ -41,7 +41,7 @@ from trainer_harness import (
     trainer_args,
 )
 
-from recflow.sample_data import UNPARSEABLE_EVENT_AT, SampleSpec, generate, write_data_dir
+from recflow.samples.events import UNPARSEABLE_EVENT_AT, SampleSpec, generate, write_data_dir
 from trainer.data_problems import SUMMARY_MODEL, EventLogSummary, diagnose
 
 pytestmark = pytest.mark.dbt

@@ -14,7 +14,7 @@ from google.cloud.aiplatform_v1.types import CustomJob
 from workflow_files import CONTINUOUS_TRAINING, REPO_ROOT, Step, load, steps
 
 from recflow import cli
-from recflow.trainer_image import image_tag
+from recflow.gcp.trainer_image import image_tag
 
 # What the workflow does besides the Vertex AI job: install, the image build when new, the job
 # queueing for a machine (not part of its scheduling.timeout), the gate and the serving build.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from recflow.settings import Settings
+from recflow.pipeline.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """Deterministic generator of a ratings data set shaped like MovieLens, in the raw data contract.
 
-A second shape beside the session logs of `sample_data`, so recommendation quality is measured on
+A second shape beside the session logs of `events`, so recommendation quality is measured on
 both: users sign up over the period (with burst days), rate most of what they will ever rate in
 their first days and then return occasionally or never; each user rates an item at most once;
 items are released over time and their popularity peaks soon after release and decays on top of
 a long-tailed base, so "popular recent items" is a strong baseline. Users' taste over genres and
 latent item factors give item-item structure that neighbours, factor models and genre affinity
 can learn. Every rating is one `click` event whose `value` is the rating 1..5. Generation is pure
-and vectorised; `sample_data.write_data_dir` does the I/O.
+and vectorised; `events.write_data_dir` does the I/O.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-from recflow.sample_data import SCHEMAS, SEGMENTS, TS, US_PER_DAY, US_PER_S, SampleData
+from recflow.samples.events import SCHEMAS, SEGMENTS, TS, US_PER_DAY, US_PER_S, SampleData
 
 log = logging.getLogger(__name__)
 

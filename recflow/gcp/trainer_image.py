@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from recflow.settings import REPO_ROOT
+from recflow.pipeline.settings import REPO_ROOT
 
 DOCKERFILE = "Dockerfile"
 TRAINER_REQUIREMENTS = "requirements-trainer.lock"

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recflow.settings import Settings
+from recflow.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 # prctl(2), looked up once here: a forked child should not load libraries before exec.
