@@ -12,7 +12,7 @@ export RECFLOW_DUCKDB_PATH ?= $(CURDIR)/data/warehouse.duckdb
 
 .PHONY: install run ct sample build test lint format sqlfmt lock clean review bench
 .PHONY: build-serving freshness pytest test-fast lint-python lint-sql lint-sql-changed
-.PHONY: lint-workflows trainer-image trainer-image-push
+.PHONY: lint-workflows lint-dbt trainer-image trainer-image-push
 
 install: $(VENV)/.installed .ci/node_modules/.installed
 
@@ -88,7 +88,7 @@ pytest: install
 test-fast: install
 	$(BIN)/pytest -m "not dbt and not slow"
 
-lint: lint-python lint-sql lint-workflows
+lint: lint-python lint-sql lint-dbt lint-workflows
 
 lint-python: install
 	$(BIN)/ruff check .
@@ -106,6 +106,17 @@ LINT_DUCKDB_PATH := $(CURDIR)/.lint/warehouse.duckdb
 lint-sql: install
 	rm -rf .lint && mkdir -p .lint
 	RECFLOW_DUCKDB_PATH="$(LINT_DUCKDB_PATH)" $(BIN)/sqlfluff lint $(SQL_DIRS)
+
+## dbt-bouncer: the project's conventions (layers, lineage, naming, docs, exposures; the
+## checks are in dbt-bouncer.yml) on a manifest of its own from `dbt parse`, which needs no
+## warehouse and leaves dbt/target alone. After lint-sql, which empties .lint.
+BOUNCER_TARGET := $(CURDIR)/.lint/target
+lint-dbt: install
+	mkdir -p .lint
+	RECFLOW_DUCKDB_PATH="$(LINT_DUCKDB_PATH)" DBT_TARGET_PATH="$(BOUNCER_TARGET)" \
+	  DBT_LOG_PATH="$(CURDIR)/.lint/logs" $(BIN)/dbt --quiet parse --project-dir dbt
+	$(BIN)/dbt-bouncer run --config-file dbt-bouncer.yml --show-all-failures \
+	  --output-file .lint/bouncer.json
 
 ## sqlfluff on the SQL files changed since BASE (a commit or ref, default origin/main; CI passes
 ## the pull request's base SHA), or on all of them when settings or macros changed.

@@ -128,16 +128,18 @@ def build_review(
 ) -> Review:
     """Compare two manifests: changed models, scans, and every rule's findings with status.
 
+    The structure rules run dbt-bouncer on each manifest (a subprocess, recflow/review/bouncer.py).
     `extra_findings` are pull-request findings computed outside (sqlfluff on changed files)."""
     base, head = build_graph(base_manifest), build_graph(head_manifest)
     base_duplicates, _ = duplicate_findings(base, config)
     head_duplicates, problems = duplicate_findings(head, config)
-    base_keys = frozenset(f.key for f in (*base_duplicates, *structure_findings(base, config)))
+    base_structure = structure_findings(base_manifest, base, config)
+    base_keys = frozenset(f.key for f in (*base_duplicates, *base_structure))
     scans = compare_scans(base, head)
     head_findings = (
         *scan_findings(scans, head, config),
         *head_duplicates,
-        *structure_findings(head, config),
+        *structure_findings(head_manifest, head, config),
         *extra_findings,
     )
     return Review(

@@ -161,7 +161,8 @@ SECRET_MESSAGES = (
 
 
 def test_the_report_names_failed_models_and_reason_codes_but_no_message_or_sql() -> None:
-    empty = {"metadata": {"adapter_type": "bigquery"}, "nodes": {}, "sources": {}}
+    metadata = {"adapter_type": "bigquery", "dbt_version": "1.11.0", "project_name": "recflow"}
+    empty = {"metadata": metadata, "nodes": {}, "sources": {}}
     review = build_review(empty, empty, ReviewConfig())
     rows = (
         _row("invalid", _bytes(GIB), _failed("invalidQuery", SECRET_MESSAGES[0])),

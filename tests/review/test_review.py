@@ -19,7 +19,7 @@ from review_checks import assert_markdown_matches_json
 
 from recflow.cli import main as recflow_main
 from recflow.pipeline.dbt_invocation import dbt_executable
-from recflow.review.findings import ReviewConfig, parse_config
+from recflow.review.findings import Location, ReviewConfig, parse_config
 from recflow.review.manifest_graph import build_graph
 from recflow.review.report import build_review, render_markdown, to_json
 from recflow.review.scans import scan_paths
@@ -217,7 +217,9 @@ def _model(
 ) -> dict[str, Any]:
     return {
         "resource_type": "model",
+        "unique_id": f"model.p.{name}",
         "name": name,
+        "package_name": "p",
         "original_file_path": f"models/{name}.sql",
         "config": {"materialized": materialized, "meta": meta or {}},
         "depends_on": {"nodes": parents},
@@ -230,12 +232,16 @@ def _model(
 def _manifest(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     source = {
         "resource_type": "source",
+        "unique_id": "source.p.app.events",
+        "package_name": "p",
         "source_name": "app",
         "name": "events",
         "relation_name": '"db"."raw"."events"',
         "original_file_path": "models/sources.yml",
     }
     return {
+        # What dbt-bouncer (the structure rules) reads of the metadata.
+        "metadata": {"dbt_version": "1.11.0", "project_name": "p"},
         "nodes": {f"model.p.{name}": model for name, model in models.items()},
         "sources": {"source.p.app.events": source},
     }
@@ -266,6 +272,31 @@ def test_acknowledged_flag_shows_the_reason_instead() -> None:
     assert scan.status == "acknowledged"
     assert scan.reason == "raw: backfill needs raw timestamps"
     assert "backfill needs raw timestamps" in render_markdown(review, 0.0)
+
+
+def test_structure_rules_are_dbt_bouncer_findings_with_the_review_thresholds() -> None:
+    base = _manifest({"stg": _model("stg", "view", ["source.p.app.events"])})
+    readers = {t: _model(t, "table", ["model.p.stg"]) for t in ("a", "b")}
+    head = _manifest(
+        {
+            "stg": _model("stg", "view", ["source.p.app.events"]),
+            **readers,
+            "raw": _model("raw", "table", ["source.p.app.events", "model.p.a"]),
+        }
+    )
+    review = build_review(base, head, ReviewConfig(max_view_children=1))
+    flags = {(f.rule, f.subjects) for f in review.flags if f.rule != "raw_scan_added"}
+    assert flags == {
+        ("source_read_by_many_models", ("model.p.raw", "model.p.stg")),
+        ("source_joined_with_models", ("model.p.raw",)),
+        ("view_with_many_children", ("model.p.stg",)),
+    }
+    (joined,) = [f for f in review.flags if f.rule == "source_joined_with_models"]
+    assert "check_model_does_not_directly_join_to_source" in joined.message
+    assert joined.locations == (Location("models/raw.sql"),)
+    # Two children are within a threshold of two.
+    relaxed = build_review(base, head, ReviewConfig(max_view_children=2))
+    assert not [f for f in relaxed.flags if f.rule == "view_with_many_children"]
 
 
 def test_config_rejects_unknown_keys() -> None:

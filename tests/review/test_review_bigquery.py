@@ -53,7 +53,9 @@ NOT_YET_IN_PRODUCTION = f"{PROJECT}.{DATASET}.int_sessions"
 def _model(name: str, parents: list[str], sql: str, adapter_sql: str | None = None) -> dict:
     return {
         "resource_type": "model",
+        "unique_id": f"model.recflow.{name}",
         "name": name,
+        "package_name": "recflow",
         "original_file_path": f"models/{name}.sql",
         "config": {"materialized": "table", "meta": {}},
         "depends_on": {"nodes": parents},
@@ -67,13 +69,16 @@ def _model(name: str, parents: list[str], sql: str, adapter_sql: str | None = No
 def _manifest(adapter: str, models: list[dict[str, Any]]) -> dict[str, Any]:
     source = {
         "resource_type": "source",
+        "unique_id": "source.recflow.app.events",
+        "package_name": "recflow",
         "source_name": "app",
         "name": "events",
         "relation_name": f"`{PROJECT}`.`raw`.`events`",
         "original_file_path": "models/sources.yml",
     }
     return {
-        "metadata": {"adapter_type": adapter},
+        # dbt-bouncer (the structure rules) reads dbt_version and project_name.
+        "metadata": {"adapter_type": adapter, "dbt_version": "1.11.0", "project_name": "recflow"},
         "nodes": {f"model.recflow.{m['name']}": m for m in models},
         "sources": {"source.recflow.app.events": source},
     }
