@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from recflow.interrupts import Interrupt, interrupts_recorded
 from recflow.settings import Settings
 from recflow.trainer_image import training_image
-from trainer.task import git_commit
+from trainer.provenance import git_commit
 
 if TYPE_CHECKING:  # the SDKs take seconds to import: only the commands that use them do.
     from google.auth.credentials import Credentials
