@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ class TrainerConfig:
         warehouse_uri: str,
         manifest_path: str | Path,
         run_dir: str | Path | None = None,
-        runs_dir: str | Path = DEFAULT_RUNS_DIR,
+        runs_dir: str | Path | None = None,
         features_schema: str | None = None,
         recommendations_table: str | None = DEFAULT_RECOMMENDATIONS_TABLE,
         top_k: int = 20,
@@ -50,14 +51,21 @@ class TrainerConfig:
         dbt_vars: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> TrainerConfig:
-        """A new run: a fresh run id, its directory (`run_dir`, else `runs_dir`/<run id>) and
-        its provenance (commit, Vertex AI job, the dbt vars the marts were built with, when
+        """A new run: a fresh run id, its directory (`run_dir`; else `runs_dir`/<run id>; else
+        $AIP_MODEL_DIR, which Vertex AI sets; else runs/<run id> in the repository) and its
+        provenance (commit, Vertex AI job, the dbt vars the marts were built with, when
         known) for run_metadata.json. `recommendations_table` None or '' skips the write-back.
         """
         if top_k < 1:
             raise TrainerInputError(f"--top-k must be an integer >= 1, got {top_k}")
+        env = os.environ if environ is None else environ
         run_id = provenance.new_run_id()
-        directory = str(run_dir) if run_dir else str(Path(runs_dir) / run_id)
+        if run_dir:
+            directory = str(run_dir)
+        elif runs_dir is not None:
+            directory = str(Path(runs_dir) / run_id)
+        else:
+            directory = env.get("AIP_MODEL_DIR") or str(DEFAULT_RUNS_DIR / run_id)
         return cls(
             warehouse_uri=warehouse_uri,
             manifest_path=str(manifest_path),
@@ -69,5 +77,5 @@ class TrainerConfig:
             ks=tuple(sorted(set(ks))),
             exclude_features=tuple(exclude_features),
             params=params or RankerParams(),
-            run_context=provenance.run_context(dbt_vars, environ=environ),
+            run_context=provenance.run_context(dbt_vars, environ=env),
         )

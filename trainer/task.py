@@ -76,7 +76,7 @@ def _for_run_keywords(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "warehouse_uri": args.warehouse_uri,
         "manifest_path": args.manifest,
-        "run_dir": args.output_dir or os.environ.get("AIP_MODEL_DIR"),
+        "run_dir": args.output_dir,
         "features_schema": args.features_schema,
         "recommendations_table": args.recommendations_table,
         "exclude_features": tuple(args.exclude_features),
