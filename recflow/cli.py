@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import logging
 import sys
 import time
@@ -37,6 +36,7 @@ from recflow.samples import events as sample_events
 from recflow.samples import ratings as sample_ratings
 from trainer import data_problems
 from trainer import task as trainer_task
+from trainer.config import TrainerConfig
 from trainer.errors import TrainerInputError
 
 log = logging.getLogger("recflow")
@@ -200,17 +200,13 @@ def _run_locked(args: argparse.Namespace, run_settings: RunSettings, settings: S
         return 0
 
     print("\ntraining the ranker on the feature tables")
-    trained = trainer_task.main(
-        [
-            "--warehouse-uri",
-            f"duckdb://{settings.duckdb_path}",
-            "--manifest",
-            str(settings.dbt_target_path / "manifest.json"),
-            "--top-k",
-            str(run_settings.top_k),
-            "--dbt-vars",
-            json.dumps(dict(run_settings.dbt_vars)),
-        ]
+    trained = trainer_task.run_and_report(
+        TrainerConfig.for_run(
+            warehouse_uri=f"duckdb://{settings.duckdb_path}",
+            manifest_path=settings.dbt_target_path / "manifest.json",
+            top_k=run_settings.top_k,
+            dbt_vars=run_settings.dbt_vars,
+        )
     )
     if trained != 0:
         return trained

@@ -33,11 +33,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from trainer import ordering
+from trainer.columns import ITEM_ID, USER_ID
 from trainer.errors import TrainerInputError
 
 logger = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ("user_id", "item_id", "event_count", "interaction_weight", "last_event_at")
+HISTORY_COLUMNS = (USER_ID, ITEM_ID, "event_count", "interaction_weight", "last_event_at")
 # Cells of a dense score block (users or items x catalogue); bounds memory whatever the scale.
 BLOCK_CELLS = 8_000_000
 
@@ -71,7 +72,7 @@ class _Interactions:
         missing = [column for column in HISTORY_COLUMNS if column not in history.columns]
         if missing:
             raise TrainerInputError(f"baselines: history lacks columns {missing}")
-        if history["user_id"].isna().any() or history["item_id"].isna().any():
+        if history[USER_ID].isna().any() or history[ITEM_ID].isna().any():
             raise TrainerInputError("baselines: history has rows without user_id or item_id")
         last_event_at = _utc(history["last_event_at"])
         if len(history) and last_event_at.max() >= cutoff:
@@ -79,8 +80,8 @@ class _Interactions:
                 f"baselines: history has events at or after the cutoff {cutoff} "
                 f"(latest {last_event_at.max()}); it must hold only what was known before it"
             )
-        user_codes, user_ids = pd.factorize(history["user_id"], sort=True)
-        item_codes, item_ids = pd.factorize(history["item_id"], sort=True)
+        user_codes, user_ids = pd.factorize(history[USER_ID], sort=True)
+        item_codes, item_ids = pd.factorize(history[ITEM_ID], sort=True)
         pairs = np.sort(user_codes.astype(np.int64) * len(item_ids) + item_codes)
         if len(pairs) and (pairs[1:] == pairs[:-1]).any():
             raise TrainerInputError(
@@ -175,8 +176,8 @@ class _Lists:
     def frame(self, targets: _Targets, interactions: _Interactions) -> pd.DataFrame:
         return pd.DataFrame(
             {
-                "user_id": targets.user_ids[self.positions],
-                "item_id": interactions.item_ids[self.items],
+                USER_ID: targets.user_ids[self.positions],
+                ITEM_ID: interactions.item_ids[self.items],
                 "rank": self.ranks.astype(np.int64),
             }
         )

@@ -18,7 +18,7 @@ from datetime import date
 from typing import Any
 
 from trainer.errors import TrainerInputError
-from trainer.reading import read_table
+from trainer.warehouse import Warehouse, qualified, warehouse_of
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +180,12 @@ def _days(count: int) -> str:
     return f"{count} day" if count == 1 else f"{count} days"
 
 
-def read_summary(warehouse_uri: str, *, schema: str | None) -> EventLogSummary | None:
+def read_summary(warehouse: Warehouse | str, *, schema: str | None) -> EventLogSummary | None:
     """The warehouse's event log summary, or None where it has none (an older build, or a
     directory of exported marts): the caller then keeps its own message."""
-    table = f"{schema}.{SUMMARY_MODEL}" if schema else SUMMARY_MODEL
+    table = qualified(schema, SUMMARY_MODEL)
     try:
-        rows = read_table(warehouse_uri, table).to_pylist()
+        rows = warehouse_of(warehouse).read(table).to_pylist()
     except TrainerInputError as error:
         log.info("no event log summary to diagnose with: %s", error)
         return None
@@ -195,9 +195,9 @@ def read_summary(warehouse_uri: str, *, schema: str | None) -> EventLogSummary |
     return EventLogSummary.from_row(rows[0])
 
 
-def check_warehouse(warehouse_uri: str, *, schema: str | None) -> None:
+def check_warehouse(warehouse: Warehouse | str, *, schema: str | None) -> None:
     """Raise TrainerInputError with `diagnose`'s message if the warehouse's event log has a
     whole-data problem; return quietly when it has none or no summary to tell."""
-    summary = read_summary(warehouse_uri, schema=schema)
+    summary = read_summary(warehouse, schema=schema)
     if summary is not None and (problem := diagnose(summary)):
         raise TrainerInputError(problem)

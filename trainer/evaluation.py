@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from trainer import baselines, ordering, serving
+from trainer.columns import CUTOFF_DATE, ITEM_ID, USER_ID
 from trainer.feature_spec import FeatureSpec
 from trainer.intervals import bootstrap_intervals, paired_difference
 from trainer.metrics import per_user_metrics, ranking_metrics
@@ -80,7 +81,7 @@ class RankingKeys:
 
     @classmethod
     def of(cls, rows: pd.DataFrame) -> RankingKeys:
-        return cls(rows, ordering.sort_codes(rows["user_id"]), ordering.sort_codes(rows["item_id"]))
+        return cls(rows, ordering.sort_codes(rows[USER_ID]), ordering.sort_codes(rows[ITEM_ID]))
 
     def top_k_positions(
         self, order_by: str, *, k: int, descending: bool
@@ -97,8 +98,8 @@ class RankingKeys:
         positions, rank = self.top_k_positions(order_by, k=k, descending=descending)
         return pd.DataFrame(
             {
-                "user_id": self.rows["user_id"].take(positions).reset_index(drop=True),
-                "item_id": self.rows["item_id"].take(positions).reset_index(drop=True),
+                USER_ID: self.rows[USER_ID].take(positions).reset_index(drop=True),
+                ITEM_ID: self.rows[ITEM_ID].take(positions).reset_index(drop=True),
                 "rank": rank,
             }
         )
@@ -124,15 +125,15 @@ def evaluate(
     is one ranking query, and the metrics average over the queries.
     """
     k = max(ks)
-    cutoffs = sorted(positives["cutoff_date"].unique())
+    cutoffs = sorted(positives[CUTOFF_DATE].unique())
     queries = Queries.of(positives, several=len(cutoffs) > 1)
     parts: dict[str, list[pd.DataFrame]] = {}
     for cutoff in cutoffs:
         at_cutoff = _served_at_cutoff(
-            test_rows[test_rows["cutoff_date"] == cutoff],
-            positives.loc[positives["cutoff_date"] == cutoff, "user_id"].unique(),
-            item_features[item_features["cutoff_date"] == cutoff],
-            None if history is None else history[history["cutoff_date"] == cutoff],
+            test_rows[test_rows[CUTOFF_DATE] == cutoff],
+            positives.loc[positives[CUTOFF_DATE] == cutoff, USER_ID].unique(),
+            item_features[item_features[CUTOFF_DATE] == cutoff],
+            None if history is None else history[history[CUTOFF_DATE] == cutoff],
             cutoff,
             spec,
             k=k,
@@ -142,14 +143,14 @@ def evaluate(
     served = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
     lists = {name: queries.keyed(frame) for name, frame in served.items()}
     query_positives = queries.keyed(positives)
-    catalogue_size = int(item_features["item_id"].nunique())
+    catalogue_size = int(item_features[ITEM_ID].nunique())
 
-    warm_queries = set(query_positives.loc[query_positives[WARM_USER], "user_id"])
+    warm_queries = set(query_positives.loc[query_positives[WARM_USER], USER_ID])
     segments = {
-        "warm_users": query_positives[query_positives["user_id"].isin(warm_queries)],
+        "warm_users": query_positives[query_positives[USER_ID].isin(warm_queries)],
         "all_users": query_positives,
     }
-    candidates = queries.keyed(test_rows[test_rows["cutoff_date"].isin(cutoffs)])
+    candidates = queries.keyed(test_rows[test_rows[CUTOFF_DATE].isin(cutoffs)])
     keys = RankingKeys.of(candidates)
     max_candidates = int(np.bincount(keys.user_codes).max()) if len(candidates) else 1
     all_candidates = keys.ranked_lists(SCORE, k=max_candidates, descending=True)
@@ -186,20 +187,20 @@ class Queries:
     def of(cls, positives: pd.DataFrame, *, several: bool) -> Queries:
         if not several:
             return cls(None)
-        pairs = positives[["user_id", "cutoff_date"]].drop_duplicates()
-        pairs = pairs.sort_values(["cutoff_date", "user_id"], kind="stable")
+        pairs = positives[[USER_ID, CUTOFF_DATE]].drop_duplicates()
+        pairs = pairs.sort_values([CUTOFF_DATE, USER_ID], kind="stable")
         return cls(pairs.assign(query=[f"q{i}" for i in range(len(pairs))]))
 
     def keyed(self, frame: pd.DataFrame) -> pd.DataFrame:
         """`frame` (user_id, cutoff_date, ...) with user_id replaced by the query id."""
         if self.ids is None:
-            return frame.drop(columns="cutoff_date", errors="ignore").reset_index(drop=True)
-        keyed = frame.merge(self.ids, on=["user_id", "cutoff_date"], how="left", sort=False)
+            return frame.drop(columns=CUTOFF_DATE, errors="ignore").reset_index(drop=True)
+        keyed = frame.merge(self.ids, on=[USER_ID, CUTOFF_DATE], how="left", sort=False)
         # Candidates of users without a positive at that cutoff belong to no query.
         keyed = keyed[keyed["query"].notna()]
         return (
-            keyed.drop(columns=["user_id", "cutoff_date"])
-            .rename(columns={"query": "user_id"})
+            keyed.drop(columns=[USER_ID, CUTOFF_DATE])
+            .rename(columns={"query": USER_ID})
             .reset_index(drop=True)
         )
 
@@ -262,7 +263,7 @@ def per_user_by_ranker(
     lists: dict[str, pd.DataFrame], positives: pd.DataFrame, *, ks: Sequence[int]
 ) -> dict[str, pd.DataFrame]:
     """Each ranker's per-user metrics over every user with a positive, flagged warm or not."""
-    warm_users = pd.unique(positives.loc[positives[WARM_USER], "user_id"])
+    warm_users = pd.unique(positives.loc[positives[WARM_USER], USER_ID])
     frames = {}
     for name, ranked in lists.items():
         frame = per_user_metrics(ranked, positives, ks=ks)

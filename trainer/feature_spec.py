@@ -1,7 +1,10 @@
-"""The trainer's view of the dbt project: which columns are keys, group, label, split, features.
+"""The trainer's view of the dbt project: which columns are label, split, features.
 
-Everything here comes from column `meta.roles` in the dbt YAML, read from `manifest.json`, so a
-data scientist adds a feature in SQL and YAML and the trainer follows with no Python change.
+The label, split, features, categorical features, candidate source ranks and the popularity
+rank come from column `meta.roles` in the dbt YAML, read from `manifest.json`, so a data
+scientist adds a feature in SQL and YAML and the trainer follows with no Python change. The ids
+and the cutoff (keys and group) are the trainer's own contract (trainer.columns): the manifest
+must declare those columns, and `key`/`group` roles, where the YAML still has them, are ignored.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from trainer import columns
 from trainer.errors import TrainerInputError
 
 PROJECT = "recflow"
@@ -131,6 +135,13 @@ def spec_from_manifest(manifest_bytes: bytes, *, source: str = "manifest.json") 
         ) from error
     examples = _model_columns(nodes, EXAMPLES_MODEL, source)
     item_features = _model_columns(nodes, ITEM_FEATURES_MODEL, source)
+    missing_ids = [name for name in columns.KEYS if name not in examples]
+    if missing_ids:
+        raise TrainerInputError(
+            f"{source}: model {EXAMPLES_MODEL} declares no column(s) {', '.join(missing_ids)}; "
+            f"the trainer needs {', '.join(columns.KEYS)} in every example (add them to the "
+            "model's SQL and YAML)."
+        )
 
     by_role: dict[str, list[str]] = {}
     source_ranks: dict[str, str] = {}
@@ -162,8 +173,6 @@ def spec_from_manifest(manifest_bytes: bytes, *, source: str = "manifest.json") 
             f"{source}: no column of {EXAMPLES_MODEL} has role 'feature'; declare features "
             "with `config: {meta: {roles: [feature]}}` in its YAML."
         )
-    if not by_role.get("group"):
-        raise TrainerInputError(f"{source}: no column of {EXAMPLES_MODEL} has role 'group'.")
     not_features = sorted(set(by_role.get("categorical", [])) - set(features))
     if not_features:
         raise TrainerInputError(
@@ -171,8 +180,8 @@ def spec_from_manifest(manifest_bytes: bytes, *, source: str = "manifest.json") 
             "'categorical' but not 'feature'."
         )
     return FeatureSpec(
-        keys=tuple(by_role.get("key", [])),
-        group=tuple(by_role["group"]),
+        keys=columns.KEYS,
+        group=columns.GROUP,
         label=label,
         split=split,
         features=features,

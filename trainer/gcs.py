@@ -13,9 +13,10 @@ Instead the trainer:
 5. on any failure deletes the objects it uploaded (best effort: if the deletion fails too, the
    missing marker still says the run is unfinished).
 
-Credentials: Application Default Credentials (a missing setup is an error, never a silent
-anonymous fallback). With STORAGE_EMULATOR_HOST set, gcsfs talks to that emulator instead and
-no credentials are used, the convention google-cloud-storage follows as well.
+Credentials: Application Default Credentials, looked up by trainer.gcp_credentials (a missing
+setup is an error, never a silent anonymous fallback). With STORAGE_EMULATOR_HOST set, gcsfs
+talks to that emulator instead and no credentials are used, the convention google-cloud-storage
+follows as well.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from pathlib import Path
 
 import gcsfs
 from gcsfs.retry import HttpError
-from google.auth import exceptions as auth_exceptions
 
+from trainer import gcp_credentials
 from trainer.errors import TrainerInputError
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 SCHEME = "gs://"
 COMPLETION_MARKER = "run_metadata.json"
 EMULATOR_VARIABLE = "STORAGE_EMULATOR_HOST"
-CREDENTIALS_HELP = (
-    "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or run "
-    "`gcloud auth application-default login` (on Vertex AI the job's service account is used)"
-)
 
 
 def is_gcs_uri(path: str) -> bool:
@@ -52,13 +49,12 @@ def is_gcs_uri(path: str) -> bool:
 
 def filesystem() -> gcsfs.GCSFileSystem:
     """A gcsfs filesystem with Application Default Credentials (or the emulator's none)."""
-    token = "anon" if os.environ.get(EMULATOR_VARIABLE) else "google_default"
-    try:
-        return gcsfs.GCSFileSystem(token=token, consistency="md5", skip_instance_cache=True)
-    except auth_exceptions.DefaultCredentialsError as error:
-        raise TrainerInputError(
-            f"No Google Cloud credentials for Cloud Storage: {CREDENTIALS_HELP}. ({error})"
-        ) from error
+    token = (
+        "anon"
+        if os.environ.get(EMULATOR_VARIABLE)
+        else gcp_credentials.default_credentials("Cloud Storage")
+    )
+    return gcsfs.GCSFileSystem(token=token, consistency="md5", skip_instance_cache=True)
 
 
 def check_absent(fs: gcsfs.GCSFileSystem, uri: str) -> None:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank")
-POSITIVE_COLUMNS = ("user_id", "item_id")
+from trainer.columns import ITEM_ID, USER_ID
+
+RECOMMENDATION_COLUMNS = (USER_ID, ITEM_ID, "rank")
+POSITIVE_COLUMNS = (USER_ID, ITEM_ID)
 
 
 def ranking_metrics(
@@ -71,7 +73,7 @@ def per_user_metrics(
     columns "recall@K", "ndcg@K", "map@K", "precision@K" for each K in ascending order.
     """
     scored = _score_lists(recommendations, positives, ks)
-    frame = pd.DataFrame(scored.per_user, index=pd.Index(scored.users, name="user_id"))
+    frame = pd.DataFrame(scored.per_user, index=pd.Index(scored.users, name=USER_ID))
     return frame.sort_index(kind="stable")
 
 
@@ -113,8 +115,8 @@ def _score_lists(
     # n_users); item codes are sorted so rank ties break by item_id. Relevance then becomes an
     # integer-key lookup.
     n_positives = len(positives)
-    user_codes, user_values = _codes(positives["user_id"], recommendations["user_id"], sort=False)
-    item_codes, _ = _codes(positives["item_id"], recommendations["item_id"], sort=True)
+    user_codes, user_values = _codes(positives[USER_ID], recommendations[USER_ID], sort=False)
+    item_codes, _ = _codes(positives[ITEM_ID], recommendations[ITEM_ID], sort=True)
     positive_user = user_codes[:n_positives]
     n_users = int(positive_user.max()) + 1
     n_items = int(item_codes.max()) + 1

@@ -1,7 +1,7 @@
 """The training job as a few functions a pipeline and a notebook share.
 
     spec, manifest_sha = load_feature_spec(Path("dbt/target/manifest.json"))
-    tables = load_tables("duckdb:///path/to/warehouse.duckdb", spec)
+    tables = load_tables(open_warehouse("duckdb:///path/to/warehouse.duckdb"), spec)
     booster = train(tables, spec, RankerParams())
     evaluation = evaluate_model(booster, tables, spec, ks=(10, 20))
     recommendations = recommend(booster, tables, spec, k=20, model_version="notebook")
@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ from trainer import (
     writing,
 )
 from trainer import recommend as recommend_module
+from trainer.columns import CUTOFF_DATE, ITEM_ID, USER_ID
+from trainer.config import TrainerConfig
 from trainer.errors import TrainerInputError
 from trainer.failpoints import failpoint
 from trainer.feature_spec import (
@@ -54,7 +56,7 @@ from trainer.feature_spec import (
     spec_from_manifest,
 )
 from trainer.metrics import metrics_table
-from trainer.reading import default_schema, read_table
+from trainer.warehouse import Warehouse, open_warehouse, qualified, warehouse_of
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +83,6 @@ class FeatureTables:
 
 
 @dataclass(frozen=True)
-class TrainerConfig:
-    """Everything one run needs, built once by `task.get_args`."""
-
-    warehouse_uri: str
-    manifest_path: str
-    run_dir: str  # a local path or gs://bucket/prefix
-    run_id: str
-    features_schema: str | None = None  # None: `main` locally, the bq:// URI's dataset
-    recommendations_table: str | None = "ml.batch_recommendations"
-    top_k: int = 20
-    ks: tuple[int, ...] = (10, 20)
-    params: ranker.RankerParams = field(default_factory=ranker.RankerParams)
-    # Features of the dbt YAML this model leaves out (a deliberately different challenger).
-    exclude_features: tuple[str, ...] = ()
-    run_context: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class RunResult:
     run_dir: str
     evaluation: evaluation.Evaluation
@@ -108,17 +92,17 @@ class RunResult:
 
 def test_cutoffs_of(examples: pd.DataFrame, split_column: str) -> list[Any]:
     """The cutoffs of the test split (the latest labelled cutoffs), oldest first."""
-    return sorted(examples.loc[_in_test(examples, split_column), "cutoff_date"].unique())
+    return sorted(examples.loc[_in_test(examples, split_column), CUTOFF_DATE].unique())
 
 
 def scoring_cutoff_of(item_features: pd.DataFrame) -> Any:
     """The scoring cutoff: the latest cutoff of the spine, which every per-cutoff mart holds."""
-    return item_features["cutoff_date"].max()
+    return item_features[CUTOFF_DATE].max()
 
 
 def scoring_fallback(item_features: pd.DataFrame, spec: FeatureSpec, *, k: int) -> list[str]:
     """The popularity fallback the batch serves users without candidates at the scoring cutoff."""
-    at_cutoff = item_features[item_features["cutoff_date"] == scoring_cutoff_of(item_features)]
+    at_cutoff = item_features[item_features[CUTOFF_DATE] == scoring_cutoff_of(item_features)]
     return serving.fallback_items(at_cutoff, spec.popularity_rank, k=k)
 
 
@@ -151,45 +135,48 @@ def _read_manifest(uri: str) -> bytes:
 
 
 def load_tables(
-    warehouse_uri: str, spec: FeatureSpec, *, schema: str | None = None
+    warehouse: Warehouse | str, spec: FeatureSpec, *, schema: str | None = None
 ) -> FeatureTables:
     """Read and check the four marts; rows come back in a deterministic order.
 
     `schema` is where the marts are (a BigQuery dataset on bq://); by default `main` locally and
     the dataset of a bq://project.dataset URI.
     """
-    schema = schema or default_schema(warehouse_uri)
-    examples = load_examples(warehouse_uri, spec, schema=schema)
+    warehouse = warehouse_of(warehouse)
+    schema = schema or warehouse.default_schema
+    examples = load_examples(warehouse, spec, schema=schema)
     return FeatureTables(
-        history=load_history(warehouse_uri, test_cutoffs_of(examples, spec.split), schema=schema),
+        history=load_history(warehouse, test_cutoffs_of(examples, spec.split), schema=schema),
         examples=examples,
-        scoring=load_scoring(warehouse_uri, spec, schema=schema),
-        positives=_read(warehouse_uri, schema, POSITIVES_MODEL).to_pandas(),
-        item_features=_read(warehouse_uri, schema, ITEM_FEATURES_MODEL).to_pandas(),
-        known_users=load_known_users(warehouse_uri, schema=schema),
+        scoring=load_scoring(warehouse, spec, schema=schema),
+        positives=_read(warehouse, schema, POSITIVES_MODEL).to_pandas(),
+        item_features=_read(warehouse, schema, ITEM_FEATURES_MODEL).to_pandas(),
+        known_users=load_known_users(warehouse, schema=schema),
     )
 
 
-def load_history(warehouse_uri: str, cutoffs: Sequence[Any], *, schema: str | None) -> pd.DataFrame:
+def load_history(
+    warehouse: Warehouse, cutoffs: Sequence[Any], *, schema: str | None
+) -> pd.DataFrame:
     """Every user's items before each of `cutoffs` (the `user_item_history` mart), for the
     baselines."""
-    table = _read(warehouse_uri, schema, HISTORY_MODEL)
+    columns = [*baselines.HISTORY_COLUMNS, CUTOFF_DATE]
+    table = _read(warehouse, schema, HISTORY_MODEL, columns=columns)
     wanted = pa.array(list(cutoffs), pa.date32())
-    at_cutoffs = table.filter(pc.is_in(table["cutoff_date"], value_set=wanted))
-    return at_cutoffs.select([*baselines.HISTORY_COLUMNS, "cutoff_date"]).to_pandas()
+    return table.filter(pc.is_in(table[CUTOFF_DATE], value_set=wanted)).to_pandas()
 
 
-def load_known_users(warehouse_uri: str, *, schema: str | None) -> pd.Series:
+def load_known_users(warehouse: Warehouse, *, schema: str | None) -> pd.Series:
     """Every user the batch must serve (the `known_users` mart), as a Series of ids."""
-    users = _read(warehouse_uri, schema, KNOWN_USERS_MODEL).select(["user_id"]).to_pandas()
-    return users["user_id"]
+    users = _read(warehouse, schema, KNOWN_USERS_MODEL, columns=[USER_ID]).to_pandas()
+    return users[USER_ID]
 
 
-def load_examples(warehouse_uri: str, spec: FeatureSpec, *, schema: str | None) -> pd.DataFrame:
+def load_examples(warehouse: Warehouse, spec: FeatureSpec, *, schema: str | None) -> pd.DataFrame:
     """The training examples, checked, sorted by (group, keys) so their order is total."""
     # The table is handed over, not kept: to_frame narrows and sorts it column by column.
     examples = dataset.to_frame(
-        _read_checked(warehouse_uri, schema, EXAMPLES_MODEL, spec, with_label=True),
+        _read_checked(warehouse, schema, EXAMPLES_MODEL, spec, with_label=True),
         spec,
         sort_by=list(dict.fromkeys([*spec.group, *spec.keys])),
     )
@@ -198,26 +185,28 @@ def load_examples(warehouse_uri: str, spec: FeatureSpec, *, schema: str | None) 
     except TrainerInputError:
         # Too few examples often has a cause upstream (no timestamp parsed, nothing positive,
         # too few days): name that one when the event log summary shows it.
-        data_problems.check_warehouse(warehouse_uri, schema=schema)
+        data_problems.check_warehouse(warehouse, schema=schema)
         raise
     return examples
 
 
-def load_scoring(warehouse_uri: str, spec: FeatureSpec, *, schema: str | None) -> pd.DataFrame:
+def load_scoring(warehouse: Warehouse, spec: FeatureSpec, *, schema: str | None) -> pd.DataFrame:
     """The candidates at the latest cutoff, checked, in the warehouse's order."""
     return dataset.to_frame(
-        _read_checked(warehouse_uri, schema, SCORING_MODEL, spec, with_label=False), spec
+        _read_checked(warehouse, schema, SCORING_MODEL, spec, with_label=False), spec
     )
 
 
-def _read(warehouse_uri: str, schema: str | None, model: str) -> pa.Table:
-    return read_table(warehouse_uri, f"{schema}.{model}" if schema else model)
+def _read(
+    warehouse: Warehouse, schema: str | None, model: str, *, columns: Sequence[str] | None = None
+) -> pa.Table:
+    return warehouse.read(qualified(schema, model), columns=columns)
 
 
 def _read_checked(
-    warehouse_uri: str, schema: str | None, model: str, spec: FeatureSpec, *, with_label: bool
+    warehouse: Warehouse, schema: str | None, model: str, spec: FeatureSpec, *, with_label: bool
 ) -> pa.Table:
-    table = _read(warehouse_uri, schema, model)
+    table = _read(warehouse, schema, model)
     spec.check_columns(model, table.column_names, with_label=with_label)
     return table
 
@@ -273,12 +262,12 @@ def evaluate_on_examples(
     test_cutoffs = test_cutoffs_of(examples, spec.split)
     # Only the columns ranking and scoring read: a copy of every column is hundreds of MB.
     needed = dict.fromkeys(
-        ["user_id", "item_id", "cutoff_date", *spec.source_ranks.values(), *spec.features]
+        [USER_ID, ITEM_ID, CUTOFF_DATE, *spec.source_ranks.values(), *spec.features]
     )
     test_rows = examples.loc[in_test, list(needed)].reset_index(drop=True)
     test_rows[evaluation.SCORE] = ranker.predict_scores(booster, test_rows, spec)
-    positives = positives[positives["cutoff_date"].isin(test_cutoffs)]
-    item_features = item_features[item_features["cutoff_date"].isin(test_cutoffs)]
+    positives = positives[positives[CUTOFF_DATE].isin(test_cutoffs)]
+    item_features = item_features[item_features[CUTOFF_DATE].isin(test_cutoffs)]
     return evaluation.evaluate(test_rows, positives, item_features, spec, ks=ks, history=history)
 
 
@@ -348,17 +337,18 @@ def run(config: TrainerConfig) -> RunResult:
         clock = now
 
     # Settle what can be known before the expensive part.
+    warehouse = open_warehouse(config.warehouse_uri)
     writing.check_run_dir_free(config.run_dir)
     if config.recommendations_table:
-        writing.check_writable(config.warehouse_uri, config.recommendations_table)
+        warehouse.check_writable(config.recommendations_table)
     spec, manifest_sha = load_feature_spec(config.manifest_path)
     spec = spec.without_features(config.exclude_features)
-    schema = config.features_schema or default_schema(config.warehouse_uri)
+    schema = config.features_schema or warehouse.default_schema
     # The marts are read when first needed and released when done with (not as FeatureTables),
     # so the training examples and the scoring candidates are never in memory together.
-    examples = load_examples(config.warehouse_uri, spec, schema=schema)
-    positives = _read(config.warehouse_uri, schema, POSITIVES_MODEL).to_pandas()
-    item_features = _read(config.warehouse_uri, schema, ITEM_FEATURES_MODEL).to_pandas()
+    examples = load_examples(warehouse, spec, schema=schema)
+    positives = _read(warehouse, schema, POSITIVES_MODEL).to_pandas()
+    item_features = _read(warehouse, schema, ITEM_FEATURES_MODEL).to_pandas()
     rows = {
         EXAMPLES_MODEL: len(examples),
         POSITIVES_MODEL: len(positives),
@@ -368,20 +358,20 @@ def run(config: TrainerConfig) -> RunResult:
     test_cutoffs = test_cutoffs_of(examples, spec.split)
     scoring_cutoff = scoring_cutoff_of(item_features)
     fallback = scoring_fallback(item_features, spec, k=config.top_k)
-    known_users = load_known_users(config.warehouse_uri, schema=schema)
+    known_users = load_known_users(warehouse, schema=schema)
     rows[KNOWN_USERS_MODEL] = len(known_users)
     lap("load_seconds")
     booster = train_on_examples(examples, spec, config.params)
     lap("train_seconds")
     failpoint("trainer.trained")
-    history = load_history(config.warehouse_uri, test_cutoffs, schema=schema)
+    history = load_history(warehouse, test_cutoffs, schema=schema)
     rows[HISTORY_MODEL] = len(history)
     result = evaluate_on_examples(
         booster, examples, positives, item_features, spec, ks=config.ks, history=history
     )
     del examples, positives, item_features, history
     lap("evaluate_seconds")
-    scoring = load_scoring(config.warehouse_uri, spec, schema=schema)
+    scoring = load_scoring(warehouse, spec, schema=schema)
     rows[SCORING_MODEL] = len(scoring)
     lap("load_scoring_seconds")
     recommendations = recommend_candidates(
@@ -451,9 +441,7 @@ def run(config: TrainerConfig) -> RunResult:
         # Last, so a failed write-back leaves no run directory that looks finished: the local
         # rename, or on GCS the run_metadata.json upload, happens after it.
         if config.recommendations_table:
-            writing.replace_warehouse_table(
-                config.warehouse_uri, config.recommendations_table, recommendations
-            )
+            warehouse.replace(config.recommendations_table, recommendations)
     log.info("run %s finished: %s", config.run_id, timings)
     return RunResult(
         run_dir=config.run_dir,

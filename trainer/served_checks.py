@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import pandas as pd
 
+from trainer.columns import CUTOFF_DATE, ITEM_ID, USER_ID
+
 MAX_EXAMPLES = 5
 
 RECOMMENDATION_COLUMNS = (
-    "user_id",
-    "item_id",
+    USER_ID,
+    ITEM_ID,
     "recommendation_rank",
     "score",
-    "cutoff_date",
+    CUTOFF_DATE,
     "model_version",
     "generated_at",
 )
@@ -43,33 +45,33 @@ def check_recommendations(
     if missing:
         return (f"columns {', '.join(missing)} are missing",)
     problems: list[str] = []
-    candidate_pairs = candidates[["user_id", "item_id"]].drop_duplicates()
-    has_candidates = recommendations["user_id"].isin(candidate_pairs["user_id"].unique())
+    candidate_pairs = candidates[[USER_ID, ITEM_ID]].drop_duplicates()
+    has_candidates = recommendations[USER_ID].isin(candidate_pairs[USER_ID].unique())
     required = [name for name in RECOMMENDATION_COLUMNS if name != "score"]
     nulls = recommendations[required].isna().sum().to_dict()
     nulls["score"] = int(recommendations.loc[has_candidates, "score"].isna().sum())
     nulls = {name: int(count) for name, count in nulls.items() if count}
     if nulls:
         problems.append("null values: " + ", ".join(f"{n} ({c} rows)" for n, c in nulls.items()))
-    recs = recommendations.dropna(subset=["user_id", "item_id", "recommendation_rank"])
-    pairs = recs[["user_id", "item_id"]]
+    recs = recommendations.dropna(subset=[USER_ID, ITEM_ID, "recommendation_rank"])
+    pairs = recs[[USER_ID, ITEM_ID]]
     duplicated = pairs[pairs.duplicated()]
     if len(duplicated):
         problems.append(
             f"{len(duplicated)} repeated (user, item) rows, e.g. {_examples(duplicated)}"
         )
 
-    expected = candidate_pairs.groupby("user_id").size().clip(upper=k).rename("expected")
-    served = pd.Index(pd.unique(recs["user_id"]))
+    expected = candidate_pairs.groupby(USER_ID).size().clip(upper=k).rename("expected")
+    served = pd.Index(pd.unique(recs[USER_ID]))
     unserved = pd.Index(pd.unique(known_users)).union(expected.index).difference(served)
     if len(unserved):
         problems.append(
             f"{len(unserved)} known user(s) have no recommendations, e.g. "
             f"{_examples(unserved.to_frame())}"
         )
-    per_user = recs.groupby("user_id").agg(
-        rows=("item_id", "size"),
-        distinct_items=("item_id", "nunique"),
+    per_user = recs.groupby(USER_ID).agg(
+        rows=(ITEM_ID, "size"),
+        distinct_items=(ITEM_ID, "nunique"),
         min_rank=("recommendation_rank", "min"),
         max_rank=("recommendation_rank", "max"),
         distinct_ranks=("recommendation_rank", "nunique"),
@@ -95,21 +97,21 @@ def check_recommendations(
             f"{len(bad_ranks)} user(s) have ranks that are not exactly 1..n, e.g. "
             f"{_examples(bad_ranks.index.to_frame())}"
         )
-    with_candidates = pairs[pairs["user_id"].isin(expected.index)]
+    with_candidates = pairs[pairs[USER_ID].isin(expected.index)]
     not_candidates = _anti_join(with_candidates, candidate_pairs)
     if len(not_candidates):
         problems.append(
             f"{len(not_candidates)} recommended item(s) are not among the user's candidates, "
             f"e.g. {_examples(not_candidates)}"
         )
-    fallback_rows = recs.loc[~recs["user_id"].isin(expected.index)]
+    fallback_rows = recs.loc[~recs[USER_ID].isin(expected.index)]
     expected_fallback = dict(enumerate(fallback[:k], start=1))
     off_fallback = fallback_rows[
-        fallback_rows["recommendation_rank"].map(expected_fallback) != fallback_rows["item_id"]
+        fallback_rows["recommendation_rank"].map(expected_fallback) != fallback_rows[ITEM_ID]
     ]
-    short = fallback_rows.groupby("user_id").size() != len(expected_fallback)
+    short = fallback_rows.groupby(USER_ID).size() != len(expected_fallback)
     if len(off_fallback) or short.any():
-        users = pd.Index(pd.unique(off_fallback["user_id"])).union(short[short].index)
+        users = pd.Index(pd.unique(off_fallback[USER_ID])).union(short[short].index)
         problems.append(
             f"{len(users)} user(s) without candidates do not get the popularity fallback's "
             f"first {len(expected_fallback)} items, e.g. {_examples(users.to_frame())}"

@@ -11,13 +11,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from trainer.columns import ITEM_ID, USER_ID
+
 
 def fallback_items(item_features: pd.DataFrame, popularity_rank: str, *, k: int) -> list[str]:
     """The k most popular items at one cutoff: what a user without candidates is served."""
     ranked = item_features.loc[item_features[popularity_rank].notna()].sort_values(
-        [popularity_rank, "item_id"], kind="stable"
+        [popularity_rank, ITEM_ID], kind="stable"
     )
-    return ranked["item_id"].head(k).tolist()
+    return ranked[ITEM_ID].head(k).tolist()
 
 
 def serve(lists: pd.DataFrame, users: Sequence[str], fallback: list[str]) -> pd.DataFrame:
@@ -30,12 +32,12 @@ def serve(lists: pd.DataFrame, users: Sequence[str], fallback: list[str]) -> pd.
     wanted = pd.Index(pd.unique(pd.Series(users, dtype=object)))
     # Against the distinct users only: isin over a pandas string column of millions of rows
     # falls back to a Python loop.
-    listed = pd.unique(lists["user_id"].to_numpy(dtype=object))
+    listed = pd.unique(lists[USER_ID].to_numpy(dtype=object))
     missing = wanted[~wanted.isin(listed)].sort_values().to_numpy(dtype=object)
     filled = pd.DataFrame(
         {
-            "user_id": np.repeat(missing, len(fallback)),
-            "item_id": np.tile(np.asarray(fallback, dtype=object), len(missing)),
+            USER_ID: np.repeat(missing, len(fallback)),
+            ITEM_ID: np.tile(np.asarray(fallback, dtype=object), len(missing)),
             "rank": np.tile(np.arange(1, len(fallback) + 1), len(missing)),
         }
     )

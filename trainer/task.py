@@ -19,26 +19,76 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 
+from trainer.config import TrainerConfig
 from trainer.errors import TrainerInputError
 from trainer.logs import configure_logging
-from trainer.pipeline import TrainerConfig, run, summary_table
+from trainer.pipeline import run, summary_table
+from trainer.provenance import REPO_ROOT
 from trainer.ranker import RankerParams
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Vertex AI custom-job variables recorded with each run when present.
-VERTEX_CONTEXT = ("CLOUD_ML_PROJECT_ID", "CLOUD_ML_JOB_ID", "CLOUD_ML_TRIAL_ID", "AIP_MODEL_DIR")
+_RANKER_FLAGS = (
+    "num_boost_round",
+    "learning_rate",
+    "num_leaves",
+    "seed",
+    "log_every",
+    "num_threads",
+)
+# Which parsed flags set each TrainerConfig.for_run keyword.
+_FLAGS_OF = {
+    "warehouse_uri": ("warehouse_uri",),
+    "manifest_path": ("manifest",),
+    "run_dir": ("output_dir",),
+    "features_schema": ("features_schema",),
+    "recommendations_table": ("recommendations_table",),
+    "exclude_features": ("exclude_features",),
+    "top_k": ("top_k",),
+    "dbt_vars": ("dbt_vars",),
+    "ks": ("eval_k",),
+    "params": _RANKER_FLAGS,
+}
 
 
-def get_args(argv: list[str] | None = None) -> TrainerConfig:
+def get_args(argv: Sequence[str] | None = None) -> TrainerConfig:
     """Parse arguments and environment into the run's configuration."""
+    return TrainerConfig.for_run(**_for_run_keywords(_parser().parse_args(argv)))
+
+
+def keywords_from_arguments(argv: Sequence[str]) -> dict[str, Any]:
+    """The `TrainerConfig.for_run` keywords that the trainer flags in `argv` set (only those
+    given), so a caller building its own configuration can take extra trainer flags from a user
+    (`recflow ct --trainer-arg`)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    given = {name for name, value in vars(args).items() if value != parser.get_default(name)}
+    keywords = _for_run_keywords(args)
+    return {name: keywords[name] for name, flags in _FLAGS_OF.items() if given & set(flags)}
+
+
+def _for_run_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "warehouse_uri": args.warehouse_uri,
+        "manifest_path": args.manifest,
+        "run_dir": args.output_dir,
+        "features_schema": args.features_schema,
+        "recommendations_table": args.recommendations_table,
+        "exclude_features": tuple(args.exclude_features),
+        "top_k": args.top_k,
+        "dbt_vars": _dbt_vars(args.dbt_vars),
+        "ks": tuple(args.eval_k),
+        "params": RankerParams(**{name: getattr(args, name) for name in _RANKER_FLAGS}),
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The flags of `python -m trainer.task` (the Vertex AI job passes them)."""
     parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__)
     parser.add_argument("--warehouse-uri", default=_default_warehouse_uri())
     parser.add_argument(
@@ -94,37 +144,7 @@ def get_args(argv: list[str] | None = None) -> TrainerConfig:
         default=defaults.num_threads,
         help="LightGBM threads; results are reproducible for a fixed value",
     )
-    args = parser.parse_args(argv)
-    if args.top_k < 1:
-        raise TrainerInputError(f"--top-k must be an integer >= 1, got {args.top_k}")
-    dbt_vars = _dbt_vars(args.dbt_vars)
-
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    run_dir = args.output_dir or os.environ.get("AIP_MODEL_DIR") or str(REPO_ROOT / "runs" / run_id)
-    return TrainerConfig(
-        warehouse_uri=args.warehouse_uri,
-        manifest_path=args.manifest,
-        run_dir=run_dir.rstrip("/") or run_dir,
-        run_id=run_id,
-        features_schema=args.features_schema,
-        recommendations_table=args.recommendations_table or None,
-        top_k=args.top_k,
-        ks=tuple(sorted(set(args.eval_k))),
-        exclude_features=tuple(args.exclude_features),
-        params=RankerParams(
-            num_boost_round=args.num_boost_round,
-            learning_rate=args.learning_rate,
-            num_leaves=args.num_leaves,
-            seed=args.seed,
-            log_every=args.log_every,
-            num_threads=args.num_threads,
-        ),
-        run_context={
-            "git_commit": git_commit(),
-            **{name.lower(): os.environ[name] for name in VERTEX_CONTEXT if name in os.environ},
-            **({"dbt_vars": dbt_vars} if dbt_vars is not None else {}),
-        },
-    )
+    return parser
 
 
 def _dbt_vars(text: str | None) -> dict[str, Any] | None:
@@ -140,11 +160,22 @@ def _dbt_vars(text: str | None) -> dict[str, Any] | None:
     return parsed
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m trainer.task`: parse `argv` and the environment, then run."""
     try:
         configure_logging(os.environ)
-        lgb.register_logger(logging.getLogger("lightgbm"))
         config = get_args(argv)
+    except TrainerInputError as error:
+        print(f"trainer: {error}", file=sys.stderr)
+        return 2
+    return run_and_report(config)
+
+
+def run_and_report(config: TrainerConfig) -> int:
+    """Run and print the summary; returns the exit status (2, with the message on stderr, when
+    the input is at fault), so the command line and `recflow run` report a run alike."""
+    lgb.register_logger(logging.getLogger("lightgbm"))
+    try:
         result = run(config)
     except TrainerInputError as error:
         print(f"trainer: {error}", file=sys.stderr)
@@ -164,22 +195,6 @@ def _default_warehouse_uri() -> str:
         return uri
     path = Path(os.environ.get("RECFLOW_DUCKDB_PATH", REPO_ROOT / "data" / "warehouse.duckdb"))
     return f"duckdb://{path.resolve()}"
-
-
-def git_commit() -> str:
-    """$GIT_COMMIT, else the checkout's HEAD, else 'unknown' (a training container has no git)."""
-    if commit := os.environ.get("GIT_COMMIT"):
-        return commit
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

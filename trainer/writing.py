@@ -1,4 +1,4 @@
-"""Write run artifacts and warehouse tables so that a failure never leaves a half-written result.
+"""Write run artifacts so that a failure never leaves a half-written run directory.
 
 A run directory is a local path or a `gs://bucket/prefix` URI. Either way artifacts are written
 into a local staging directory first:
@@ -9,8 +9,7 @@ into a local staging directory first:
   uploaded last as the completion marker (see trainer.gcs): **a run directory without
   run_metadata.json is not a finished run**, and a failed run deletes what it uploaded.
 
-A warehouse table is replaced atomically: inside one transaction on DuckDB, by one WRITE_TRUNCATE
-load job on BigQuery.
+Warehouse tables are replaced by trainer.warehouse, atomically too.
 """
 
 from __future__ import annotations
@@ -25,21 +24,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
-import duckdb
-import pyarrow as pa
-
-from trainer import bigquery_io, gcs
+from trainer import gcs
 from trainer.errors import TrainerInputError
-from trainer.failpoints import failpoint
-from trainer.reading import duckdb_path
 
 log = logging.getLogger(__name__)
 # `.<run name>.partial-<pid>`: a staging directory and the process that writes it.
 _STAGING_NAME = re.compile(r"^\..+\.partial-(?P<pid>[0-9]+)$")
-
-WRITABLE = "DuckDB (duckdb:///path/to/file.duckdb) or BigQuery (bq://project.dataset)"
 
 
 class StagedRun(Protocol):
@@ -141,49 +132,3 @@ def _process_exists(pid: int) -> bool:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def check_writable(warehouse_uri: str, table: str) -> None:
-    """Fail before any work when `table` could not be written back to this warehouse."""
-    scheme = urlsplit(warehouse_uri).scheme
-    if scheme == bigquery_io.SCHEME:
-        bigquery_io.check_writable(bigquery_io.BigQueryLocation.parse(warehouse_uri), table)
-    elif scheme != "duckdb":
-        raise TrainerInputError(
-            f"Cannot write table {table} to {warehouse_uri!r}: writing supports {WRITABLE} "
-            "only; pass --recommendations-table '' to skip it."
-        )
-
-
-def replace_warehouse_table(warehouse_uri: str, table: str, rows: pa.Table) -> None:
-    """Replace `schema.table` in the warehouse with `rows`, atomically."""
-    if urlsplit(warehouse_uri).scheme == bigquery_io.SCHEME:
-        location = bigquery_io.BigQueryLocation.parse(warehouse_uri)
-        bigquery_io.replace_table(location, table, rows)
-        return
-    check_writable(warehouse_uri, table)
-    _replace_duckdb_table(warehouse_uri, table, rows)
-
-
-def _replace_duckdb_table(warehouse_uri: str, table: str, rows: pa.Table) -> None:
-    schema, _, name = table.rpartition(".")
-    path = duckdb_path(warehouse_uri)
-    try:
-        with duckdb.connect(str(path)) as connection:
-            connection.register("incoming_rows", rows)
-            connection.execute("begin transaction")
-            try:
-                if schema:
-                    connection.execute(f'create schema if not exists "{schema}"')
-                connection.execute(
-                    f'create or replace table "{schema or "main"}"."{name}" as '
-                    "select * from incoming_rows"
-                )
-                failpoint("writeback.before_commit")
-                connection.execute("commit")
-            except BaseException:
-                connection.execute("rollback")
-                raise
-    except duckdb.Error as error:
-        raise TrainerInputError(f"Cannot write table {table} to {path}: {error}") from error
-    log.info("replaced %s in %s with %d rows", table, path, rows.num_rows)

@@ -33,7 +33,7 @@ from recflow.pipeline.settings import REPO_ROOT, Settings
 from recflow.review.manifest_graph import ManifestError, build_graph, load_manifest
 from recflow.review.scans import scan_paths
 from recflow.samples import events as sample_events
-from trainer.task import git_commit
+from trainer.provenance import git_commit
 
 log = logging.getLogger(__name__)
 

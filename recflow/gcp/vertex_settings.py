@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.gcp.trainer_image import training_image
-from trainer.task import git_commit
+from trainer.provenance import git_commit
 
 # No longer what a job runs (that is the training container); recflow.promotion.registry still
 # records it as a model version's container until its own change for issue 14 lands.

@@ -11,7 +11,6 @@ record, so the champion's own batch recommendations are served again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,10 @@ from recflow.promotion.experiments import EXPERIMENTS_FILE, LocalExperimentLog
 from recflow.promotion.gating import GateRequest, run_gate
 from recflow.promotion.registry import LocalRegistry, ModelRegistry, RegistryError
 from recflow.samples import events as sample_events
-from trainer import pipeline, writing
+from trainer import pipeline
 from trainer import task as trainer_task
+from trainer.config import TrainerConfig
+from trainer.warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +63,22 @@ def run_ct(config: CtConfig) -> dict[str, Any]:
     build_features(settings)
 
     warehouse_uri = f"duckdb://{settings.duckdb_path}"
-    trainer_config = trainer_task.get_args(
-        [
-            "--warehouse-uri",
-            warehouse_uri,
-            "--manifest",
-            str(settings.dbt_target_path / "manifest.json"),
-            "--recommendations-table",
-            "",  # the gate writes them, and only for a promoted model
-            "--top-k",
-            str(config.top_k),
-            "--dbt-vars",
-            json.dumps(dict(settings.dbt_vars)),
-            *(f"--exclude-feature={name}" for name in config.drop_features),
-            *config.trainer_args,
-        ]
+    # --trainer-arg flags take precedence, except the features they exclude, which add up.
+    extra = trainer_task.keywords_from_arguments(config.trainer_args)
+    trainer_config = TrainerConfig.for_run(
+        **{
+            "warehouse_uri": warehouse_uri,
+            "manifest_path": settings.dbt_target_path / "manifest.json",
+            "runs_dir": config.runs_dir,
+            "top_k": config.top_k,
+            "dbt_vars": settings.dbt_vars,
+            **extra,
+            # The gate writes them, and only for a promoted model.
+            "recommendations_table": None,
+            "exclude_features": (*config.drop_features, *extra.get("exclude_features", ())),
+        }
     )
-    run_dir = str(config.runs_dir / trainer_config.run_id)
-    trainer_config = dataclasses.replace(trainer_config, run_dir=run_dir)
+    run_dir = trainer_config.run_dir
     result = pipeline.run(trainer_config)
     print(f"\nchallenger {trainer_config.run_id}: {result.run_dir}")
     print(pipeline.summary_table(result.evaluation, ks=trainer_config.ks))
@@ -129,8 +128,8 @@ def serve_champion_if_behind(registry: ModelRegistry, duckdb_path: Path) -> bool
         champion.version,
         run.run_id,
     )
-    writing.replace_warehouse_table(
-        f"duckdb://{duckdb_path}", RECOMMENDATIONS_TABLE, run.batch_recommendations()
+    open_warehouse(f"duckdb://{duckdb_path}").replace(
+        RECOMMENDATIONS_TABLE, run.batch_recommendations()
     )
     return True
 

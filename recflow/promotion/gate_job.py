@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recflow.gcp import vertex_settings, vertex_submit
-from trainer.task import git_commit
+from trainer.provenance import git_commit
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials

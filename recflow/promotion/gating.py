@@ -23,8 +23,10 @@ from typing import Any
 from recflow.promotion import gate, run_dirs, scoring
 from recflow.promotion.experiments import ExperimentLog, run_record
 from recflow.promotion.registry import ModelRegistry, ModelVersion, Registration, RegistryError
-from trainer import pipeline, served_checks, writing
+from trainer import pipeline, served_checks
+from trainer.columns import CUTOFF_DATE
 from trainer.failpoints import failpoint
+from trainer.warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def run_gate(
     except run_dirs.RunDirError as error:
         raise GateInputError(str(error)) from error
     if request.recommendations_table:
-        writing.check_writable(request.warehouse_uri, request.recommendations_table)
+        open_warehouse(request.warehouse_uri).check_writable(request.recommendations_table)
     ks = tuple(challenger.metadata.get("ks") or (10, 20))
     tables = scoring.load_current_tables(challenger, request.warehouse_uri, request.features_schema)
 
@@ -74,7 +76,7 @@ def run_gate(
 
     recommendations = challenger.batch_recommendations().to_pandas()
     candidates = scoring.scoring_candidates(tables)
-    cutoffs = sorted(recommendations["cutoff_date"].dropna().unique())
+    cutoffs = sorted(recommendations[CUTOFF_DATE].dropna().unique())
     problems = served_checks.check_recommendations(
         recommendations,
         candidates,
@@ -173,10 +175,8 @@ def _promote(
     failpoint("promotion.after_registry_write")
     if request.recommendations_table:
         try:
-            writing.replace_warehouse_table(
-                request.warehouse_uri,
-                request.recommendations_table,
-                challenger.batch_recommendations(),
+            open_warehouse(request.warehouse_uri).replace(
+                request.recommendations_table, challenger.batch_recommendations()
             )
         except Exception:
             if previous is not None:

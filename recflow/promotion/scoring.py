@@ -17,6 +17,7 @@ import pandas as pd
 
 from recflow.promotion.run_dirs import FinishedRun
 from trainer import pipeline
+from trainer.columns import CUTOFF_DATE, ITEM_ID, USER_ID
 from trainer.feature_spec import FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -78,4 +79,4 @@ def _as_categories(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 
 def scoring_candidates(tables: pipeline.FeatureTables) -> pd.DataFrame:
     """(user_id, item_id) candidates at the latest (scoring) cutoff."""
-    return tables.scoring[["user_id", "item_id", "cutoff_date"]]
+    return tables.scoring[[USER_ID, ITEM_ID, CUTOFF_DATE]]

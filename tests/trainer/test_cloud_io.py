@@ -43,10 +43,11 @@ from trainer_harness import (
     trainer_args,
 )
 
-from trainer import bigquery_io, gcs
+from trainer import gcs
 from trainer.errors import TrainerInputError
-from trainer.reading import default_schema
 from trainer.recommend import RECOMMENDATIONS_SCHEMA
+from trainer.warehouse import open_warehouse
+from trainer.warehouse.bigquery import BigQueryClients, BigQueryLocation, BigQueryWarehouse
 
 BUCKET = "recflow-runs"
 TABLE_PATH = f"projects/{PROJECT}/datasets/features/tables/item_features"
@@ -112,9 +113,9 @@ def bigquery_read() -> Iterator[StandinBigQueryRead]:
 @pytest.fixture
 def clients(
     bigquery_rest: RecordedBigQuery, bigquery_read: StandinBigQueryRead
-) -> Iterator[bigquery_io.BigQueryClients]:
+) -> Iterator[BigQueryClients]:
     """The official clients pointed at the stand-ins through their documented options."""
-    connected = bigquery_io.BigQueryClients(
+    connected = BigQueryClients(
         bigquery=bigquery.Client(
             project=PROJECT,
             credentials=AnonymousCredentials(),
@@ -174,23 +175,23 @@ def assert_exit_2(result: TrainerResult, *fragments: str) -> str:
 def test_bigquery_uris_name_the_project_and_the_default_dataset(
     uri: str, project: str, dataset: str | None, read_api: str
 ) -> None:
-    location = bigquery_io.BigQueryLocation.parse(uri)
+    location = BigQueryLocation.parse(uri)
 
     assert (location.project, location.dataset, location.read_api) == (project, dataset, read_api)
-    assert default_schema(uri) == dataset
+    assert open_warehouse(uri).default_schema == dataset
 
 
 def test_table_names_resolve_against_the_uri() -> None:
     """A bare name is in the URI's dataset; `dataset.table` (the trainer's `main.x` and
     `ml.batch_recommendations` convention) picks the dataset; a full id is kept."""
-    location = bigquery_io.BigQueryLocation.parse("bq://recflow-test.features")
+    location = BigQueryLocation.parse("bq://recflow-test.features")
 
     assert location.table_id("training_examples") == "recflow-test.features.training_examples"
     assert location.table_id("ml.batch_recommendations") == "recflow-test.ml.batch_recommendations"
     assert location.table_id("other.ds.t") == "other.ds.t"
-    assert default_schema("duckdb:///tmp/warehouse.duckdb") == "main"
+    assert open_warehouse("duckdb:///tmp/warehouse.duckdb").default_schema == "main"
     with pytest.raises(TrainerInputError, match="No dataset for table training_examples"):
-        bigquery_io.BigQueryLocation.parse("bq://recflow-test").table_id("training_examples")
+        BigQueryLocation.parse("bq://recflow-test").table_id("training_examples")
 
 
 @pytest.mark.parametrize(
@@ -199,22 +200,22 @@ def test_table_names_resolve_against_the_uri() -> None:
 )
 def test_malformed_bigquery_uris_are_refused(uri: str) -> None:
     with pytest.raises(TrainerInputError, match=r"bq://PROJECT|read_api=storage"):
-        bigquery_io.BigQueryLocation.parse(uri)
+        BigQueryLocation.parse(uri)
 
 
 # --- reading BigQuery -----------------------------------------------------------------------------
 
 
 def test_the_storage_read_api_reads_the_table_as_arrow(
-    clients: bigquery_io.BigQueryClients,
+    clients: BigQueryClients,
     bigquery_rest: RecordedBigQuery,
     bigquery_read: StandinBigQueryRead,
 ) -> None:
     """The default read: tables.get over REST for the schema, then one read session in Arrow
     format whose every stream is read from offset 0; no tabledata.list call at all."""
-    location = bigquery_io.BigQueryLocation.parse(f"bq://{PROJECT}.features")
+    warehouse = connected_to(f"bq://{PROJECT}.features", clients)
 
-    table = bigquery_io.read_table(location, "item_features", clients=clients)
+    table = warehouse.read("item_features")
 
     assert table.sort_by("item_id").equals(STORAGE_ITEM_FEATURES)
     assert [request.path for request in bigquery_rest.requests] == [TABLE_URL]
@@ -230,17 +231,46 @@ def test_the_storage_read_api_reads_the_table_as_arrow(
     assert all(read.offset == 0 for read in bigquery_read.reads)
 
 
+def test_a_storage_read_of_some_columns_asks_the_session_for_only_those(
+    clients: BigQueryClients,
+    bigquery_rest: RecordedBigQuery,
+    bigquery_read: StandinBigQueryRead,
+) -> None:
+    """`columns`: tables.get for the schema, then a read session whose selected fields are the
+    columns, in the order asked; the table comes back with exactly those columns."""
+    warehouse = connected_to(f"bq://{PROJECT}.features", clients)
+
+    table = warehouse.read("item_features", columns=["cutoff_date", "item_id"])
+
+    assert table.column_names == ["cutoff_date", "item_id"]
+    assert table.sort_by("item_id").equals(STORAGE_ITEM_FEATURES.select(["cutoff_date", "item_id"]))
+    assert [request.path for request in bigquery_rest.requests] == [TABLE_URL]
+    (session,) = bigquery_read.sessions
+    assert list(session.read_session.read_options.selected_fields) == ["cutoff_date", "item_id"]
+
+
+def test_a_column_the_table_lacks_is_named_before_any_read_session(
+    clients: BigQueryClients, bigquery_read: StandinBigQueryRead
+) -> None:
+    warehouse = connected_to(f"bq://{PROJECT}.features", clients)
+
+    with pytest.raises(TrainerInputError, match=r"lacks column\(s\) no_such_column"):
+        warehouse.read("item_features", columns=["item_id", "no_such_column"])
+
+    assert bigquery_read.sessions == []
+
+
 def test_the_rest_read_api_follows_page_tokens(
-    clients: bigquery_io.BigQueryClients,
+    clients: BigQueryClients,
     bigquery_rest: RecordedBigQuery,
     bigquery_read: StandinBigQueryRead,
 ) -> None:
     """`?read_api=rest`: tables.get, then tabledata.list page after page, each request carrying
     the previous page's token, timestamps asked as int64 microseconds; the JSON strings come
     back as typed Arrow columns, the Storage Read API's types, and no read session is created."""
-    location = bigquery_io.BigQueryLocation.parse(f"bq://{PROJECT}.features?read_api=rest")
+    warehouse = connected_to(f"bq://{PROJECT}.features?read_api=rest", clients)
 
-    table = bigquery_io.read_table(location, "item_features", clients=clients)
+    table = warehouse.read("item_features")
 
     assert table.equals(ITEM_FEATURES)
     assert table.schema.types == STORAGE_SCHEMA.types
@@ -280,7 +310,7 @@ def test_the_rest_read_api_follows_page_tokens(
     ],
 )
 def test_a_missing_table_or_dataset_is_named_with_the_fix(
-    clients: bigquery_io.BigQueryClients,
+    clients: BigQueryClients,
     bigquery_read: StandinBigQueryRead,
     uri: str,
     table: str,
@@ -288,7 +318,7 @@ def test_a_missing_table_or_dataset_is_named_with_the_fix(
 ) -> None:
     """The service's own 404 message, the fully qualified table and what to do."""
     with pytest.raises(TrainerInputError) as raised:
-        bigquery_io.read_table(bigquery_io.BigQueryLocation.parse(uri), table, clients=clients)
+        connected_to(uri, clients).read(table)
 
     for fragment in fragments:
         assert fragment in str(raised.value)
@@ -321,16 +351,16 @@ def recommendations(rows: int) -> pa.Table:
     [pytest.param(40, "multipart", id="multipart"), pytest.param(150_000, "resumable", id="big")],
 )
 def test_recommendations_replace_the_table_in_one_parquet_load_job(
-    clients: bigquery_io.BigQueryClients, bigquery_rest: RecordedBigQuery, rows: int, upload: str
+    clients: BigQueryClients, bigquery_rest: RecordedBigQuery, rows: int, upload: str
 ) -> None:
     """datasets.get (the target must exist; its location is the job's), one upload whose job
     configuration loads Parquet with WRITE_TRUNCATE into ml.batch_recommendations with the
     table's schema, then jobs.get until DONE. The uploaded file holds exactly the rows, with
     generated_at as a UTC timestamp (a naive Parquet timestamp would load as DATETIME)."""
-    location = bigquery_io.BigQueryLocation.parse(f"bq://{PROJECT}.features")
+    warehouse = connected_to(f"bq://{PROJECT}.features", clients)
     rows_written = recommendations(rows)
 
-    bigquery_io.replace_table(location, "ml.batch_recommendations", rows_written, clients=clients)
+    warehouse.replace("ml.batch_recommendations", rows_written)
 
     assert bigquery_rest.sent("GET", f"/bigquery/v2/projects/{PROJECT}/datasets/ml")
     (insert,) = bigquery_rest.sent("POST", f"/upload/bigquery/v2/projects/{PROJECT}/jobs")
@@ -369,17 +399,15 @@ def test_recommendations_replace_the_table_in_one_parquet_load_job(
 
 
 def test_a_failed_load_job_names_the_job_and_the_services_reason(
-    clients: bigquery_io.BigQueryClients, bigquery_rest: RecordedBigQuery
+    clients: BigQueryClients, bigquery_rest: RecordedBigQuery
 ) -> None:
     """A job that ends DONE with an errorResult is a TrainerInputError with BigQuery's message;
     WRITE_TRUNCATE changed nothing."""
     bigquery_rest.load_outcome = "jobs_get_load_failed_quota"
-    location = bigquery_io.BigQueryLocation.parse(f"bq://{PROJECT}.features")
+    warehouse = connected_to(f"bq://{PROJECT}.features", clients)
 
     with pytest.raises(TrainerInputError) as raised:
-        bigquery_io.replace_table(
-            location, "ml.batch_recommendations", recommendations(20), clients=clients
-        )
+        warehouse.replace("ml.batch_recommendations", recommendations(20))
 
     (job_id,) = bigquery_rest.jobs
     message = str(raised.value)
@@ -389,16 +417,14 @@ def test_a_failed_load_job_names_the_job_and_the_services_reason(
 
 
 def test_a_missing_target_dataset_is_refused_before_any_upload(
-    clients: bigquery_io.BigQueryClients, bigquery_rest: RecordedBigQuery
+    clients: BigQueryClients, bigquery_rest: RecordedBigQuery
 ) -> None:
-    location = bigquery_io.BigQueryLocation.parse(f"bq://{PROJECT}.features")
+    warehouse = connected_to(f"bq://{PROJECT}.features", clients)
 
     with pytest.raises(TrainerInputError, match=f"Not found: Dataset {PROJECT}:scratch.*bq mk"):
-        bigquery_io.check_writable(location, "scratch.batch_recommendations", clients=clients)
+        warehouse.check_writable("scratch.batch_recommendations")
     with pytest.raises(TrainerInputError, match=f"Not found: Dataset {PROJECT}:scratch"):
-        bigquery_io.replace_table(
-            location, "scratch.batch_recommendations", recommendations(20), clients=clients
-        )
+        warehouse.replace("scratch.batch_recommendations", recommendations(20))
 
     assert bigquery_rest.jobs == {}
 
@@ -703,3 +729,8 @@ def test_an_unusable_gcs_run_directory_is_refused_before_training(
     assert_exit_2(result, *fragments)
     assert "training on" not in logged(result)
     assert storage.fs.cat(f"{BUCKET}/models/leftover/model.txt") == b"an earlier attempt\n"
+
+
+def connected_to(uri: str, clients: BigQueryClients) -> BigQueryWarehouse:
+    """The BigQuery warehouse `uri` names, using the stand-ins' clients for every call."""
+    return BigQueryWarehouse(uri=uri, location=BigQueryLocation.parse(uri), clients=clients)

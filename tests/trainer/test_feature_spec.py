@@ -1,5 +1,6 @@
-"""The feature spec comes from dbt's manifest alone: column roles in the marts' YAML decide keys,
-group, label, split, features, categorical features and baselines, and any disagreement between
+"""The feature spec comes from dbt's manifest: column roles in the marts' YAML decide the label,
+split, features, categorical features and baselines (the ids and cutoff are the trainer's own,
+trainer.columns, and need only be declared), and any disagreement between
 the manifest and a table (or inside the manifest) stops the trainer with a message naming the
 model, role or column at fault."""
 
@@ -140,12 +141,9 @@ def test_manifest_hash_is_the_sha256_of_the_bytes() -> None:
             id="no-feature",
         ),
         pytest.param(
-            [
-                column(c["name"], *(r for r in c["meta"].get("roles", []) if r != "group"))
-                for c in valid_examples_columns()
-            ],
-            ["training_examples", "role 'group'"],
-            id="no-group",
+            [c for c in valid_examples_columns() if c["name"] != "cutoff_date"],
+            ["model training_examples", "no column(s) cutoff_date", "user_id, item_id"],
+            id="no-cutoff-column",
         ),
     ],
 )
@@ -159,6 +157,25 @@ def test_a_bad_role_declaration_names_the_model_and_role(
     assert message.startswith(SOURCE)
     for fragment in expected:
         assert fragment in message, message
+
+
+def test_the_ids_and_cutoff_need_no_roles() -> None:
+    """Keys and group are the trainer's own (trainer.columns): a YAML without `key`/`group`
+    roles gives the same spec as one with them."""
+    without = [
+        column(
+            c["name"],
+            *(r for r in c["meta"].get("roles", []) if r not in ("key", "group")),
+            **{k: v for k, v in c["meta"].items() if k != "roles"},
+        )
+        for c in valid_examples_columns()
+    ]
+
+    spec = spec_from_manifest(manifest(without), source=SOURCE)
+
+    assert spec == spec_from_manifest(manifest(), source=SOURCE)
+    assert spec.keys == ("user_id", "item_id", "cutoff_date")
+    assert spec.group == ("user_id", "cutoff_date")
 
 
 def test_item_features_needs_exactly_one_popularity_rank() -> None:

@@ -1,5 +1,5 @@
-"""Read the marts from BigQuery and replace the batch recommendations table in it, through the
-official clients.
+"""The BigQuery warehouse: read the marts and replace the batch recommendations table, through
+the official clients.
 
 Warehouse URI: `bq://PROJECT[.DATASET][?read_api=storage|rest]` (PROJECT may be domain-scoped,
 `example.com:project`). A table is named the way the trainer names every table:
@@ -24,7 +24,6 @@ permission, a failed load job) becomes a TrainerInputError naming the table and 
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import tempfile
@@ -34,28 +33,23 @@ from dataclasses import dataclass
 from typing import IO
 from urllib.parse import parse_qs, urlsplit
 
-import google.auth
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
-from google.auth.credentials import Credentials
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryReadClient
 
+from trainer import gcp_credentials
 from trainer.errors import TrainerInputError
+from trainer.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
 SCHEME = "bq"
 STORAGE_API, REST_API = "storage", "rest"
-SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 LOAD_TIMEOUT_S = 1800.0
-CREDENTIALS_HELP = (
-    "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or run "
-    "`gcloud auth application-default login` (on Vertex AI the job's service account is used)"
-)
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _ARROW_TO_BIGQUERY = (
     (pa.types.is_string, "STRING"),
@@ -116,7 +110,7 @@ class BigQueryClients:
     def from_environment(cls, project: str, *, storage: bool) -> BigQueryClients:
         """Clients authenticated with Application Default Credentials, billed to `project`;
         the Storage Read client only when `storage` (writes and REST reads never open it)."""
-        credentials = default_credentials()
+        credentials = gcp_credentials.default_credentials("BigQuery")
         return cls(
             bigquery=bigquery.Client(project=project, credentials=credentials),
             storage=BigQueryReadClient(credentials=credentials) if storage else None,
@@ -128,72 +122,66 @@ class BigQueryClients:
             self.storage.transport.close()
 
 
-@functools.cache
-def default_credentials() -> Credentials:
-    """Application Default Credentials, or a TrainerInputError saying how to provide them.
+@dataclass(frozen=True)
+class BigQueryWarehouse(Warehouse):
+    """A BigQuery project (and default dataset) named by a bq:// URI."""
 
-    Looked up once per process: every client shares them (and their token, refreshed when it
-    expires)."""
-    try:
-        credentials, _ = google.auth.default(scopes=SCOPES)
-    except auth_exceptions.DefaultCredentialsError as error:
-        raise TrainerInputError(
-            f"No Google Cloud credentials for BigQuery: {CREDENTIALS_HELP}. ({error})"
-        ) from error
-    return credentials
+    uri: str
+    location: BigQueryLocation
+    # Given: every operation uses them and the caller closes them; None: each operation opens
+    # its own from Application Default Credentials and closes them after.
+    clients: BigQueryClients | None = None
 
+    @property
+    def default_schema(self) -> str | None:
+        """The URI's dataset (None when it names none: each table must then name its own)."""
+        return self.location.dataset
 
-def read_table(
-    location: BigQueryLocation, table: str, *, clients: BigQueryClients | None = None
-) -> pa.Table:
-    """The whole table as Arrow, through the read API the location names."""
-    table_id = location.table_id(table)
-    storage = location.read_api == STORAGE_API
-    with (
-        _connected(location, clients, storage=storage) as connected,
-        _explained("read", table_id, _READ_FIX),
-    ):
-        rows = connected.bigquery.list_rows(table_id)  # tables.get: the schema
-        if storage:
-            if connected.storage is None:
-                raise ValueError("read_api=storage needs BigQueryClients.storage")
-            return rows.to_arrow(bqstorage_client=connected.storage)
-        return rows.to_arrow(create_bqstorage_client=False)
-
-
-def check_writable(
-    location: BigQueryLocation, table: str, *, clients: BigQueryClients | None = None
-) -> None:
-    """Fail before any work when the table's dataset does not exist or cannot be seen."""
-    table_id = location.table_id(table)
-    with _connected(location, clients, storage=False) as connected:
-        _target_dataset(connected.bigquery, table_id)
-
-
-def replace_table(
-    location: BigQueryLocation,
-    table: str,
-    rows: pa.Table,
-    *,
-    clients: BigQueryClients | None = None,
-) -> None:
-    """Replace the table with `rows` in one load job (Parquet, WRITE_TRUNCATE), and wait."""
-    table_id = location.table_id(table)
-    with _connected(location, clients, storage=False) as connected:
-        dataset = _target_dataset(connected.bigquery, table_id)
-        with tempfile.TemporaryFile(suffix=".parquet") as parquet:
-            size = _write_parquet(_timestamps_in_utc(rows), parquet)
-            with _explained("load into", table_id, _WRITE_FIX):
-                job = connected.bigquery.load_table_from_file(
-                    parquet,
-                    table_id,
-                    size=size,
-                    rewind=True,
-                    location=dataset.location,
-                    job_config=load_job_config(rows.schema),
+    def _read(self, table: str, columns: list[str] | None) -> pa.Table:
+        """The table as Arrow, through the read API the location names."""
+        table_id = self.location.table_id(table)
+        storage = self.location.read_api == STORAGE_API
+        with (
+            _connected(self.location, self.clients, storage=storage) as connected,
+            _explained("read", table_id, _READ_FIX),
+        ):
+            if columns is None:
+                rows = connected.bigquery.list_rows(table_id)  # tables.get: the schema
+            else:
+                found = connected.bigquery.get_table(table_id)  # tables.get: the schema
+                rows = connected.bigquery.list_rows(
+                    found, selected_fields=_fields(found.schema, columns, table_id)
                 )
-        _wait_for(job, table_id)
-    log.info("replaced %s with %d rows (load job %s)", table_id, rows.num_rows, job.job_id)
+            if storage:
+                if connected.storage is None:
+                    raise ValueError("read_api=storage needs BigQueryClients.storage")
+                return rows.to_arrow(bqstorage_client=connected.storage)
+            return rows.to_arrow(create_bqstorage_client=False)
+
+    def check_writable(self, table: str) -> None:
+        """Fail before any work when the table's dataset does not exist or cannot be seen."""
+        table_id = self.location.table_id(table)
+        with _connected(self.location, self.clients, storage=False) as connected:
+            _target_dataset(connected.bigquery, table_id)
+
+    def replace(self, table: str, rows: pa.Table) -> None:
+        """Replace the table with `rows` in one load job (Parquet, WRITE_TRUNCATE), and wait."""
+        table_id = self.location.table_id(table)
+        with _connected(self.location, self.clients, storage=False) as connected:
+            dataset = _target_dataset(connected.bigquery, table_id)
+            with tempfile.TemporaryFile(suffix=".parquet") as parquet:
+                size = _write_parquet(_timestamps_in_utc(rows), parquet)
+                with _explained("load into", table_id, _WRITE_FIX):
+                    job = connected.bigquery.load_table_from_file(
+                        parquet,
+                        table_id,
+                        size=size,
+                        rewind=True,
+                        location=dataset.location,
+                        job_config=load_job_config(rows.schema),
+                    )
+            _wait_for(job, table_id)
+        log.info("replaced %s with %d rows (load job %s)", table_id, rows.num_rows, job.job_id)
 
 
 def load_job_config(schema: pa.Schema) -> bigquery.LoadJobConfig:
@@ -286,10 +274,21 @@ def _explained(action: str, table_id: str, fix: str) -> Iterator[None]:
             f"BigQuery refused to {action} table {table_id}: {_server_message(error)}"
         ) from error
     except auth_exceptions.RefreshError as error:
+        raise gcp_credentials.refused_credentials(f"{action} {table_id}", error) from error
+
+
+def _fields(
+    schema: list[bigquery.SchemaField], columns: list[str], table_id: str
+) -> list[bigquery.SchemaField]:
+    """The schema's fields named `columns`, in that order; a TrainerInputError when one lacks."""
+    by_name = {field.name: field for field in schema}
+    missing = [name for name in columns if name not in by_name]
+    if missing:
         raise TrainerInputError(
-            f"The Google Cloud credentials were refused while trying to {action} {table_id}: "
-            f"{CREDENTIALS_HELP}. ({error})"
-        ) from error
+            f"BigQuery table {table_id} lacks column(s) {', '.join(missing)} that the trainer "
+            f"reads: {_READ_FIX}."
+        )
+    return [by_name[name] for name in columns]
 
 
 def _server_message(error: api_exceptions.GoogleAPICallError) -> str:
