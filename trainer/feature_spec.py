@@ -1,7 +1,8 @@
 """The trainer's view of the dbt project: which columns are keys, group, label, split, features.
 
-Everything here comes from column `meta.roles` in the dbt YAML, read from `manifest.json`, so a
-data scientist adds a feature in SQL and YAML and the trainer follows with no Python change.
+The keys and the group are fixed (KEY_COLUMNS, GROUP_COLUMNS); everything else comes from column
+`meta.roles` in the dbt YAML, read from `manifest.json`, so a data scientist adds a feature in
+SQL and YAML and the trainer follows with no Python change.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ ITEM_FEATURES_MODEL = "item_features"
 POSITIVES_MODEL = "label_window_positives"
 KNOWN_USERS_MODEL = "known_users"
 HISTORY_MODEL = "user_item_history"
+# Every mart the trainer reads is keyed on these and ranks per (user, cutoff): fixed, not roles.
+KEY_COLUMNS = ("user_id", "item_id", "cutoff_date")
+GROUP_COLUMNS = ("user_id", "cutoff_date")
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,6 @@ def spec_from_manifest(manifest_bytes: bytes, *, source: str = "manifest.json") 
             f"{source}: no column of {EXAMPLES_MODEL} has role 'feature'; declare features "
             "with `config: {meta: {roles: [feature]}}` in its YAML."
         )
-    if not by_role.get("group"):
-        raise TrainerInputError(f"{source}: no column of {EXAMPLES_MODEL} has role 'group'.")
     not_features = sorted(set(by_role.get("categorical", [])) - set(features))
     if not_features:
         raise TrainerInputError(
@@ -171,8 +173,8 @@ def spec_from_manifest(manifest_bytes: bytes, *, source: str = "manifest.json") 
             "'categorical' but not 'feature'."
         )
     return FeatureSpec(
-        keys=tuple(by_role.get("key", [])),
-        group=tuple(by_role["group"]),
+        keys=KEY_COLUMNS,
+        group=GROUP_COLUMNS,
         label=label,
         split=split,
         features=features,
