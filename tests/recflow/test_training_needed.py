@@ -21,7 +21,8 @@ def test_decision_logic() -> None:
         ["recommendations", "stg_ml__batch_recommendations"], state_has_manifest=True
     )
     assert needs_training(
-        ["int_item_pairs_covisited", "candidates", "training_examples"], state_has_manifest=True
+        ["int_item_pairs_covisited", "int_candidates_generated", "training_examples"],
+        state_has_manifest=True,
     )
     assert {
         "training_examples",
