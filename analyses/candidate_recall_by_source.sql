@@ -23,7 +23,7 @@ labels as (
 
 candidates as (
 
-    select * from {{ ref('candidates') }}
+    select * from {{ ref('int_candidates_generated') }}
 
 ),
 

@@ -26,7 +26,16 @@ from recflow.samples.events import SCALES, SampleData, generate, write_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt"
-MARTS = ("user_features", "item_features", "candidates", "training_examples", "scoring_candidates")
+# What the trainer and the gate read (dbt/models/marts/ml).
+MARTS = (
+    "training_examples",
+    "scoring_candidates",
+    "item_features",
+    "label_window_positives",
+    "known_users",
+    "user_item_history",
+    "event_log_summary",
+)
 # `dbt build` of every staging model and what it reads: enough for row-level checks. Cautious
 # indirect selection keeps out tests that also read unselected models (the marts' tests).
 STAGING_BUILD = (

@@ -4,7 +4,7 @@ The label, split, features, categorical features, candidate source ranks and the
 rank come from column `meta.roles` in the dbt YAML, read from `manifest.json`, so a data
 scientist adds a feature in SQL and YAML and the trainer follows with no Python change. The ids
 and the cutoff (keys and group) are the trainer's own contract (trainer.columns): the manifest
-must declare those columns, and `key`/`group` roles, where the YAML still has them, are ignored.
+must declare those columns.
 """
 
 from __future__ import annotations

@@ -6,13 +6,13 @@ with
 
 user_features as (
 
-    select * from {{ ref('user_features') }}
+    select * from {{ ref('int_users_featurized') }}
 
 ),
 
 item_features as (
 
-    select * from {{ ref('item_features') }}
+    select * from {{ ref('int_items_featurized') }}
 
 ),
 
@@ -25,7 +25,7 @@ events as (
 late_user_rows as (
 
     select
-        'user_features' as model_name,
+        'int_users_featurized' as model_name,
         user_id as entity_id,
         cutoff_date,
         'last_event_at is not before cutoff_date' as problem
@@ -37,7 +37,7 @@ late_user_rows as (
 late_item_rows as (
 
     select
-        'item_features' as model_name,
+        'int_items_featurized' as model_name,
         item_id as entity_id,
         cutoff_date,
         'last_event_at is not before cutoff_date' as problem
@@ -51,7 +51,7 @@ recounted_user_events as (
     select
         user_features.user_id,
         user_features.cutoff_date,
-        user_features.events_total,
+        user_features.user_events_total,
         count(events.event_id) as events_before_cutoff
 
     from user_features
@@ -60,19 +60,19 @@ recounted_user_events as (
             user_features.user_id = events.user_id
             and events.event_at
             < cast(user_features.cutoff_date as {{ api.Column.translate_type('timestamp') }})
-    group by user_features.user_id, user_features.cutoff_date, user_features.events_total
+    group by user_features.user_id, user_features.cutoff_date, user_features.user_events_total
 
 ),
 
 miscounted_user_rows as (
 
     select
-        'user_features' as model_name,
+        'int_users_featurized' as model_name,
         user_id as entity_id,
         cutoff_date,
-        'events_total differs from a recount of events before cutoff_date' as problem
+        'user_events_total differs from a recount of events before cutoff_date' as problem
     from recounted_user_events
-    where events_total != events_before_cutoff
+    where user_events_total != events_before_cutoff
 
 )
 

@@ -10,7 +10,7 @@ batching even at the bench scale. Parameters come from the dbt vars in `dbt/dbt_
 
 What it mirrors, per cutoff (`int_cutoffs_scheduled`): cleaning as staging does
 (null ids or timestamps, unknown types, future rows, exact duplicates dropped), daily user-item
-interactions, `user_features`' activity columns and favourite category, `item_features`'
+interactions, `int_users_featurized`' activity columns and favourite category, `item_features`'
 popularity windows and ranks, and `int_item_neighbours_ranked` (strongest co-visited neighbours
 over the lookback). It does not build candidates or training examples, so it does less work
 than the dbt build it is compared with.
@@ -50,8 +50,9 @@ DBT_MODELS_MIRRORED = frozenset(
         "int_user_item_interactions_daily",
         "int_cutoffs_scheduled",
         "int_user_category_affinities",
-        "user_features",
+        "int_users_featurized",
         "int_item_popularity_ranked",
+        "int_items_featurized",
         "item_features",
         "int_item_pairs_covisited",
         "int_item_neighbours_ranked",
@@ -83,7 +84,7 @@ class BaselineParams:
         return cls(
             event_weights={name: float(c["weight"]) for name, c in event_types.items()},
             positive_event_types=frozenset(n for n, c in event_types.items() if c["is_positive"]),
-            # Fixed in the dbt project (macros/features/popularity_windows_days.sql).
+            # Fixed in the dbt project (int_item_popularity_ranked).
             popularity_windows_days=(1, 7, 28),
             **{
                 name: int(dbt_vars[name])
@@ -196,7 +197,7 @@ def user_features(
         .set_index("user_id")[["category", "share"]]
         .rename(columns={"category": "favourite_category", "share": "favourite_category_share"})
     )
-    # As user_features: a user with no event in the affinity lookback has category 'unknown'.
+    # As int_users_featurized: a user with no event in the affinity lookback has category 'unknown'.
     joined = activity.join(favourite).join(users.set_index("user_id"))
     return joined.fillna({"favourite_category": "unknown"}).reset_index()
 

@@ -42,7 +42,7 @@ class ManifestSchema:
             and node["config"].get("materialized") != "ephemeral"
             and node.get("compiled_code") is not None
         }
-        for unique_id in _topological(models):
+        for unique_id in _topological(models, self.manifest["nodes"]):
             node = models[unique_id]
             try:
                 columns = _output_columns(node, self._annotated(node["compiled_code"]))
@@ -102,17 +102,22 @@ def _output_columns(node: Mapping[str, Any], annotated: exp.Expression) -> dict[
     return columns
 
 
-def _topological(nodes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def _topological(
+    nodes: Mapping[str, Mapping[str, Any]], graph: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """`nodes` parents first, following dependencies through `graph` (every manifest node), so
+    the tables an ephemeral parent reads come before the model that inlines it."""
     order: list[str] = []
     seen: set[str] = set()
 
     def visit(unique_id: str) -> None:
-        if unique_id in seen or unique_id not in nodes:
+        if unique_id in seen or unique_id not in graph:
             return
         seen.add(unique_id)
-        for parent in nodes[unique_id]["depends_on"]["nodes"]:
+        for parent in graph[unique_id].get("depends_on", {}).get("nodes", []):
             visit(parent)
-        order.append(unique_id)
+        if unique_id in nodes:
+            order.append(unique_id)
 
     for unique_id in nodes:
         visit(unique_id)

@@ -82,7 +82,7 @@ def test_sources_and_models_resolve_to_the_projects_and_datasets_from_the_enviro
     batch = project_check.node("stg_ml__batch_recommendations")
     assert batch.compiled_path is not None
     assert f"`{FAKE_PROJECT}`.`ml`.`batch_recommendations`" in batch.compiled_path.read_text()
-    features = project_check.node("user_features")
+    features = project_check.node("int_users_featurized")
     assert features.compiled_path is not None
     assert f"`{FAKE_PROJECT}`.`{FAKE_DATASET}`." in features.compiled_path.read_text()
 
@@ -100,8 +100,10 @@ def test_sources_and_models_resolve_to_the_projects_and_datasets_from_the_enviro
         ),
         ("int_user_items_aggregated", "incremental", "cutoff_date", ["user_id", "item_id"]),
         ("int_candidates_labelled", "incremental", "cutoff_date", ["user_id", "item_id"]),
-        ("candidates", "incremental", "cutoff_date", ["user_id", "item_id"]),
-        ("user_features", "incremental", "cutoff_date", ["user_id"]),
+        ("int_candidates_generated", "incremental", "cutoff_date", ["user_id", "item_id"]),
+        ("int_users_featurized", "incremental", "cutoff_date", ["user_id"]),
+        ("int_items_featurized", "incremental", "cutoff_date", ["item_id"]),
+        ("item_features", "table", "cutoff_date", ["item_id"]),
         ("training_examples", "incremental", "cutoff_date", ["user_id", "item_id"]),
         ("scoring_candidates", "table", "cutoff_date", ["user_id", "item_id"]),
     ],
@@ -149,19 +151,19 @@ def broken_check(tmp_path_factory: pytest.TempPathFactory) -> CheckResult:
     )
     # DuckDB's `::` cast.
     edit(
-        models / "intermediate/cutoffs/int_user_item_labels.sql",
+        models / "intermediate/labels/int_user_item_labels.sql",
         "count(*) as positive_event_count",
         "count(*)::int64 as positive_event_count",
     )
     # A TIMESTAMP compared with a DATE: fine on DuckDB, "no matching signature" on BigQuery.
     edit(
-        models / "marts/item_features.sql",
+        models / "intermediate/features/int_items_featurized.sql",
         "items.created_at < cast(cutoffs.cutoff_date as timestamp)",
         "items.created_at < cutoffs.cutoff_date",
     )
     # A partition column the model does not have.
     edit(
-        models / "marts/label_window_positives.sql",
+        models / "marts/ml/label_window_positives.sql",
         "partition_date='cutoff_date'",
         "partition_date='cutoff_day'",
     )
@@ -185,7 +187,7 @@ def broken_check(tmp_path_factory: pytest.TempPathFactory) -> CheckResult:
         ("stg_app__users", "grammar", "struct_pack(segment := segment)"),
         ("stg_app__items", "function", "try_cast(item_id as int64)"),
         ("int_user_item_labels", "cast-operator", "count(*)::int64"),
-        ("item_features", "types", "items.created_at < cutoffs.cutoff_date"),
+        ("int_items_featurized", "types", "items.created_at < cutoffs.cutoff_date"),
     ],
 )
 def test_duckdb_only_sql_fails_the_check_naming_the_model_line_and_snippet(
@@ -209,7 +211,7 @@ def test_a_partition_column_the_model_lacks_fails_the_check(broken_check: CheckR
     (problem,) = broken_check.node("label_window_positives").problems
     assert problem.check == "physical-design"
     assert "`cutoff_day` is not a column of the model" in problem.message
-    assert problem.path == Path("models/marts/label_window_positives.sql")
+    assert problem.path == Path("models/marts/ml/label_window_positives.sql")
     assert problem.snippet == "partition_date='cutoff_day', cluster_by=['user_id', 'item_id']"
 
 
@@ -234,8 +236,8 @@ def test_only_the_broken_nodes_fail(broken_check: CheckResult) -> None:
         ("int_user_item_labels", "full_refresh"),
         # Incremental models are compiled both ways, and these break both.
         ("int_user_item_labels", "incremental"),
-        ("item_features", "full_refresh"),
-        ("item_features", "incremental"),
+        ("int_items_featurized", "full_refresh"),
+        ("int_items_featurized", "incremental"),
         ("label_window_positives", "full_refresh"),
         ("int_events_appended", "incremental"),
     }

@@ -137,7 +137,12 @@ def test_a_backfilled_day_and_a_deleted_user_are_named_and_reach_every_table(
     run = run_recflow_cli(isolation, "run", "--data-dir", str(changed_export), "--skip-training")
     assert run.returncode == 0, run.output
     assert _staged_plus_quarantined_events(isolation.duckdb_path) == tables["events"].num_rows
-    for table in ("stg_app__events", "known_users", "user_item_history", "candidates"):
+    for table in (
+        "stg_app__events",
+        "known_users",
+        "user_item_history",
+        "int_candidates_generated",
+    ):
         sql = f"select count(*) from {table} where user_id = '{deleted_user}'"
         assert scalar(isolation.duckdb_path, sql) == 0, table
     assert (
@@ -198,7 +203,12 @@ def test_an_item_leaving_then_rejoining_the_catalogue_rebuilds_its_stored_events
     ]
     run = run_recflow_cli(isolation, "run", "--data-dir", str(without_item), "--skip-training")
     assert run.returncode == 0, run.output
-    for table in ("stg_app__events", "user_item_history", "candidates", "scoring_candidates"):
+    for table in (
+        "stg_app__events",
+        "user_item_history",
+        "int_candidates_generated",
+        "scoring_candidates",
+    ):
         sql = f"select count(*) from {table} where item_id = '{removed_item}'"
         assert scalar(isolation.duckdb_path, sql) == 0, table
     quarantined = scalar(

@@ -31,9 +31,9 @@ INCREMENTAL_MODELS = (
     "int_user_category_affinities",
     "int_user_item_labels",
     "int_candidates_labelled",
-    "user_features",
-    "item_features",
-    "candidates",
+    "int_users_featurized",
+    "int_items_featurized",
+    "int_candidates_generated",
     # Also rebuilds the cutoffs whose split moved (sampling follows the split).
     "training_examples",
 )
@@ -43,6 +43,7 @@ COMPARED_MODELS = (
     "int_cutoffs_scheduled",
     "int_event_days_before_cutoffs",
     "scoring_candidates",
+    "item_features",
     "label_window_positives",
     "known_users",
     "user_item_history",

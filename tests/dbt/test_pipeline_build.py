@@ -107,9 +107,10 @@ def test_marts_are_populated_and_split_by_time(tiny_warehouse: TinyWarehouse) ->
 def test_user_features_equal_a_recount_of_earlier_staged_events(
     tiny_warehouse: TinyWarehouse,
 ) -> None:
-    """Recomputed in Python from `stg_app__events`, every user_features row has the same
-    events_total (events before the cutoff), events_7d (events on the 7 days before it) and
-    last_event_at, and every user with an earlier event has a row at that cutoff."""
+    """Recomputed in Python from `stg_app__events`, every int_users_featurized row has the
+    same user_events_total (events before the cutoff), user_events_7d (events on the 7 days
+    before it) and last_event_at, and every user with an earlier event has a row at that
+    cutoff."""
     path = tiny_warehouse.duckdb_path
     event_times: dict[str, list[datetime]] = defaultdict(list)
     for user_id, event_at in query(path, "select user_id, event_at from stg_app__events"):
@@ -119,7 +120,8 @@ def test_user_features_equal_a_recount_of_earlier_staged_events(
 
     features = query(
         path,
-        "select user_id, cutoff_date, events_total, events_7d, last_event_at from user_features",
+        "select user_id, cutoff_date, user_events_total, user_events_7d, last_event_at"
+        " from int_users_featurized",
     )
     assert features
     cutoffs: set[date] = set()
@@ -148,9 +150,9 @@ def test_user_features_equal_a_recount_of_earlier_staged_events(
 def test_no_feature_row_uses_an_event_at_or_after_its_cutoff(
     tiny_warehouse: TinyWarehouse,
 ) -> None:
-    """user_features and item_features never carry a last_event_at on or after cutoff_date
-    (and do carry some, so the check is not vacuous)."""
-    for mart in ("user_features", "item_features"):
+    """int_users_featurized and int_items_featurized never carry a last_event_at on or after
+    cutoff_date (and do carry some, so the check is not vacuous)."""
+    for mart in ("int_users_featurized", "int_items_featurized"):
         late, dated = query(
             tiny_warehouse.duckdb_path,
             "select count(*) filter (where last_event_at >= cast(cutoff_date as timestamp)), "
@@ -192,17 +194,18 @@ def test_point_in_time_test_fails_when_a_feature_row_leaks_its_cutoff(
     tiny_warehouse: TinyWarehouse, tmp_path: Path
 ) -> None:
     """The singular point-in-time test is not vacuous: on a copy of the built warehouse where one
-    user_features row claims an event at its cutoff instant, it fails and dbt exits non-zero."""
+    int_users_featurized row claims an event at its cutoff instant, it fails and dbt exits
+    non-zero."""
     # Same file name: dbt-duckdb names the catalog after the file, and staged views refer to it.
     mutant = tmp_path / "mutant" / tiny_warehouse.duckdb_path.name
     mutant.parent.mkdir()
     shutil.copyfile(tiny_warehouse.duckdb_path, mutant)
     with duckdb.connect(str(mutant)) as connection:
         user_id, cutoff_date = connection.execute(
-            "select user_id, cutoff_date from user_features order by all limit 1"
+            "select user_id, cutoff_date from int_users_featurized order by all limit 1"
         ).fetchall()[0]
         connection.execute(
-            "update user_features set last_event_at = cast(cutoff_date as timestamp) "
+            "update int_users_featurized set last_event_at = cast(cutoff_date as timestamp) "
             "where user_id = ? and cutoff_date = ?",
             [user_id, cutoff_date],
         )

@@ -125,9 +125,11 @@ def test_events_of_items_or_users_missing_from_the_catalogue_reach_no_feature_ta
 
     item_rows = rows_holding(isolation.duckdb_path, "item_id", missing_items)
     user_rows = rows_holding(isolation.duckdb_path, "user_id", missing_users)
-    assert {"candidates.item_id", "scoring_candidates.item_id", "item_features.item_id"} <= set(
-        item_rows
-    )
+    assert {
+        "int_candidates_generated.item_id",
+        "scoring_candidates.item_id",
+        "item_features.item_id",
+    } <= set(item_rows)
     assert {"known_users.user_id", "scoring_candidates.user_id"} <= set(user_rows)
     assert item_rows == dict.fromkeys(item_rows, 0)
     assert user_rows == dict.fromkeys(user_rows, 0)

@@ -66,7 +66,9 @@ def results(**overrides: object) -> report.BenchResults:
             late_events_appended=4_000,
         ),
         generate=measured(30.0, 3.0),
-        full_build=build(60.0, 4.0, ("int_item_pairs_covisited", 20.0), ("candidates", 10.0)),
+        full_build=build(
+            60.0, 4.0, ("int_item_pairs_covisited", 20.0), ("int_candidates_generated", 10.0)
+        ),
         scan=measured(2.5, 0.5),
         scan_query_seconds=7.0,
         scan_settings={"TimeZone": "UTC", "threads": "2"},
@@ -247,8 +249,12 @@ def test_pandas_baseline_computes_the_dbt_features(
     with duckdb.connect(str(tiny_warehouse.duckdb_path), read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
         dbt_users = con.sql(
-            "select user_id, cutoff_date, events_total, events_7d, positive_events_28d,"
-            " distinct_items_total, active_days_total, favourite_category from user_features"
+            "select user_id, cutoff_date, user_events_total as events_total,"
+            " user_events_7d as events_7d, user_positive_events_28d as positive_events_28d,"
+            " user_distinct_items_total as distinct_items_total,"
+            " user_active_days_total as active_days_total,"
+            " user_favourite_category_share as favourite_category_share"
+            " from int_users_featurized"
         ).df()
         dbt_items = con.sql(
             "select item_id, cutoff_date, users_1d, users_7d, users_28d, events_28d,"

@@ -389,13 +389,13 @@ def test_overrides_reach_dbt_and_the_run_metadata(
     (ranks,) = query(
         warehouse,
         "select max(greatest(coalesce(covisitation_rank, 0), coalesce(popularity_rank, 0), "
-        "coalesce(category_rank, 0))) from candidates",
+        "coalesce(category_rank, 0))) from int_candidates_generated",
     )
     assert ranks == (8,)
     # Seen items stay candidates once exclude_seen_items is false.
     (seen,) = query(
         warehouse,
-        "select count(*) from candidates join int_user_items_aggregated using "
+        "select count(*) from int_candidates_generated join int_user_items_aggregated using "
         "(user_id, item_id, cutoff_date)",
     )
     assert seen[0] > 0

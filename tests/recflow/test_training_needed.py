@@ -21,7 +21,8 @@ def test_decision_logic() -> None:
         ["recommendations", "stg_ml__batch_recommendations"], state_has_manifest=True
     )
     assert needs_training(
-        ["int_item_pairs_covisited", "candidates", "training_examples"], state_has_manifest=True
+        ["int_item_pairs_covisited", "int_candidates_generated", "training_examples"],
+        state_has_manifest=True,
     )
     assert {
         "training_examples",
@@ -63,7 +64,7 @@ def test_dbt_ls_against_the_production_manifest(
     assert not training_needed(settings, state)  # the same project: nothing changed
 
     # A change only the serving models see does not call for training...
-    serving = project / "dbt" / "models" / "marts" / "recommendations.sql"
+    serving = project / "dbt" / "models" / "marts" / "serving" / "recommendations.sql"
     serving.write_text(serving.read_text() + "\n-- a comment is a change of the model's SQL\n")
     assert not training_needed(settings, state)
 

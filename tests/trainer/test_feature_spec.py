@@ -24,7 +24,7 @@ from trainer.feature_spec import (
     spec_from_manifest,
 )
 
-MARTS_YAML = REPO_ROOT / "dbt" / "models" / "marts" / "_marts__models.yml"
+MARTS_YAML = REPO_ROOT / "dbt" / "models" / "marts" / "ml" / "_ml__models.yml"
 SOURCE = "somewhere/target/manifest.json"
 
 
@@ -36,15 +36,15 @@ def column(name: str, *roles: str, **meta: str) -> dict[str, Any]:
 def valid_examples_columns() -> list[dict[str, Any]]:
     """A small but complete training table: every role once, in a deliberate order."""
     return [
-        column("user_id", "key", "group"),
-        column("item_id", "key"),
+        column("user_id"),
+        column("item_id"),
         column("split", "split"),
         column("segment", "feature", "categorical"),
         column("score_a", "feature"),
         column("covis_rank", "feature", "source_rank", candidate_source="covisitation"),
         column("pop_rank", "feature", "source_rank"),
         column("note"),
-        column("cutoff_date", "key", "group"),
+        column("cutoff_date"),
         column("label", "label"),
     ]
 
@@ -267,7 +267,7 @@ def test_check_columns_names_an_unexpected_extra_column() -> None:
 
 
 def marts_yaml_columns(model: str) -> list[dict[str, Any]]:
-    """The columns of one mart exactly as written in _marts__models.yml."""
+    """The columns of one mart exactly as written in marts/ml/_ml__models.yml."""
     models = yaml.safe_load(MARTS_YAML.read_text())["models"]
     (found,) = [m for m in models if m["name"] == model]
     return found["columns"]
@@ -317,16 +317,27 @@ def test_spec_from_the_real_manifest(tiny_warehouse: TinyWarehouse) -> None:
 
 
 @pytest.mark.dbt
-def test_scoring_candidates_declares_the_training_columns_minus_the_label(
+def test_scoring_candidates_has_the_training_columns_minus_the_label(
     tiny_warehouse: TinyWarehouse,
 ) -> None:
-    """The spec is read from training_examples only and applied to scoring_candidates too, so the
-    two contracts (repeated in the YAML) must agree on every column but `label`: same names,
-    order, types and roles."""
+    """The spec is read from training_examples only and applied to scoring_candidates too. The
+    columns are declared once, in training_examples' YAML; the dbt test `has_the_columns_of` on
+    scoring_candidates checks the built tables agree (same names and types, but `label`), and
+    the two built tables do agree."""
     nodes = json.loads(manifest_of(tiny_warehouse).read_bytes())["nodes"]
+    (check,) = [
+        node
+        for node in nodes.values()
+        if node["resource_type"] == "test"
+        and node.get("test_metadata", {}).get("name") == "has_the_columns_of"
+        and node.get("attached_node") == f"model.recflow.{SCORING_MODEL}"
+    ]
+    assert check["test_metadata"]["kwargs"]["except_columns"] == ["label"]
+    assert f"model.recflow.{EXAMPLES_MODEL}" in check["depends_on"]["nodes"]
+    scoring_declared = nodes[f"model.recflow.{SCORING_MODEL}"]["columns"].values()
+    assert not [c["name"] for c in scoring_declared if c["meta"].get("roles")]
 
-    def contract(model: str) -> list[tuple[str, str, Any]]:
-        columns = nodes[f"model.recflow.{model}"]["columns"].values()
-        return [(c["name"], c["data_type"], c["meta"]) for c in columns if c["name"] != "label"]
-
-    assert contract(SCORING_MODEL) == contract(EXAMPLES_MODEL)
+    examples = column_types(tiny_warehouse.duckdb_path, EXAMPLES_MODEL)
+    del examples["label"]
+    # Dicts: the same names and types, in any column order.
+    assert column_types(tiny_warehouse.duckdb_path, SCORING_MODEL) == examples

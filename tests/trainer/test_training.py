@@ -5,10 +5,8 @@ and the tables disagree."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +18,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import (
-    REPO_ROOT,
     RUN_ARTIFACTS,
     Isolation,
     TinyWarehouse,
     query,
-    run_command,
     run_dbt_command,
     scalar,
 )
@@ -44,7 +40,6 @@ from trainer_harness import (
     trainer_args,
 )
 
-from recflow.pipeline.dbt_invocation import dbt_executable
 from trainer import evaluation, pipeline, serving
 from trainer.dataset import TEST
 from trainer.evaluation import SEGMENTS
@@ -92,7 +87,6 @@ RANKERS = {
 # One thread in-process: LightGBM's OpenMP threads spin while they wait, which is ~20x slower
 # when the CPU is shared. The subprocess runs below keep the default thread count.
 FAST_PARAMS = RankerParams(num_boost_round=30, num_threads=1, log_every=1000)
-NEW_FEATURE = "item_trend_ratio"
 
 
 @dataclass(frozen=True)
@@ -451,77 +445,6 @@ def test_dbt_serving_build_accepts_the_trainer_output(
     assert scalar(finished_run.warehouse, "select count(*) from main.recommendations") == (
         scalar(finished_run.warehouse, "select count(*) from ml.batch_recommendations")
     )
-
-
-# --- a feature added in SQL and YAML only ---------------------------------------------------------
-
-FEATURE_SQL = (
-    f"        item_features.users_7d * 1.0 / nullif(item_features.users_28d, 0) as {NEW_FEATURE},\n"
-)
-FEATURE_YAML = (
-    f"      - name: {NEW_FEATURE}\n"
-    "        data_type: float64\n"
-    "        config: {meta: {roles: [feature]}}\n"
-)
-ANCHOR_SQL = "        candidates.is_from_covisitation,\n"
-ANCHOR_YAML = "      - name: is_from_covisitation\n        data_type: bool\n"
-
-
-def insert_before(path: Path, anchor: str, text: str, *, count: int) -> None:
-    """Insert `text` before each of the `count` occurrences of `anchor` in `path`."""
-    content = path.read_text()
-    assert content.count(anchor) == count, f"{path}: expected {count} x {anchor!r}"
-    path.write_text(content.replace(anchor, text + anchor))
-
-
-def package_hashes(directory: Path) -> dict[str, str]:
-    return {
-        path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(directory.rglob("*.py"))
-    }
-
-
-def test_a_feature_added_in_sql_and_yaml_reaches_the_model(
-    tiny_warehouse: TinyWarehouse, loaded: Loaded, tmp_path: Path
-) -> None:
-    """The promise of the feature spec: a data scientist adds a column to the featurized SQL and
-    declares it in the marts' YAML; after `dbt build` the trainer uses it (it is in the saved
-    spec and in feature importance) with no change to any Python file."""
-    trainer_before = package_hashes(REPO_ROOT / "trainer")
-    repo = tmp_path / "repo"
-    shutil.copytree(
-        REPO_ROOT / "dbt", repo / "dbt", ignore=shutil.ignore_patterns("target", "logs")
-    )
-    shutil.copytree(REPO_ROOT / "analyses", repo / "analyses")
-    insert_before(
-        repo / "dbt/models/intermediate/cutoffs/int_candidates_featurized.sql",
-        ANCHOR_SQL,
-        FEATURE_SQL,
-        count=1,
-    )
-    # Both contracts: training_examples and scoring_candidates.
-    insert_before(repo / "dbt/models/marts/_marts__models.yml", ANCHOR_YAML, FEATURE_YAML, count=2)
-
-    isolation = Isolation.under(tmp_path / "build", tiny_warehouse.data_dir)
-    build = run_command([dbt_executable(), "build", "--project-dir", str(repo / "dbt")], isolation)
-    assert build.returncode == 0, build.output[-5000:]
-    run_dir = tmp_path / "runs" / "with-new-feature"
-    result = run_trainer(
-        *trainer_args(
-            duckdb_uri(isolation.duckdb_path), isolation.target_path / "manifest.json", run_dir
-        ),
-        cwd=tmp_path,
-    )
-
-    assert result.returncode == 0, result.stderr
-    spec = json.loads((run_dir / "feature_spec.json").read_text())
-    expected = list(loaded.spec.features)
-    expected.insert(expected.index("is_from_covisitation"), NEW_FEATURE)
-    assert spec["features"] == expected
-    importance = pd.read_csv(run_dir / "feature_importance.csv")
-    assert NEW_FEATURE in set(importance["feature"])
-    assert lgb.Booster(model_file=str(run_dir / "model.txt")).feature_name() == spec["features"]
-    assert package_hashes(REPO_ROOT / "trainer") == trainer_before
 
 
 # --- manifest and tables out of step --------------------------------------------------------------

@@ -1,7 +1,10 @@
 {{
     config(incremental_by_cutoff(cluster_by=['user_id']))
 }}
--- User features at each cutoff, from events strictly before it.
+-- User features at each cutoff, from events strictly before it. A feature model: its keys
+-- (user_id, cutoff_date), `last_event_at` (the point-in-time audit) and one column per feature,
+-- named `user_*`; int_candidates_featurized takes every other column, so a new user feature is
+-- one column here and one entry in training_examples' YAML.
 
 with
 
@@ -39,8 +42,8 @@ affinities as (
 ),
 
 -- One row per user and day before pairing with the cutoffs (the point-in-time join, through
--- int_event_days_before_cutoffs): it then multiplies user-days, not user-item-days, and active days become
--- a plain count.
+-- int_event_days_before_cutoffs): it then multiplies user-days, not user-item-days, and active
+-- days become a plain count.
 user_days as (
 
     select
@@ -80,8 +83,6 @@ activity as (
         sum(event_count) as events_total,
         sum(case when days_ago <= 28 then positive_event_count else 0 end)
             as positive_events_28d,
-        sum(positive_event_count) as positive_events_total,
-        sum(interaction_weight) as interaction_weight_total,
         count(*) as active_days_total,
         min(first_event_at) as first_event_at,
         max(last_event_at) as last_event_at
@@ -109,7 +110,6 @@ favourite_categories as (
     select
         cutoff_date,
         user_id,
-        category as favourite_category,
         affinity_share as favourite_category_share
 
     from affinities
@@ -121,23 +121,21 @@ final as (
 
     select
         activity.user_id,
-        coalesce(users.segment, 'unknown') as segment,
-        coalesce(favourite_categories.favourite_category, 'unknown') as favourite_category,
-        cast(activity.events_7d as {{ dbt.type_bigint() }}) as events_7d,
-        cast(activity.events_28d as {{ dbt.type_bigint() }}) as events_28d,
-        cast(activity.events_total as {{ dbt.type_bigint() }}) as events_total,
-        cast(activity.positive_events_28d as {{ dbt.type_bigint() }}) as positive_events_28d,
-        cast(activity.positive_events_total as {{ dbt.type_bigint() }}) as positive_events_total,
-        activity.interaction_weight_total,
-        distinct_items.distinct_items_total,
-        activity.active_days_total,
-        favourite_categories.favourite_category_share,
+        coalesce(users.segment, 'unknown') as user_segment,
+        cast(activity.events_7d as {{ dbt.type_bigint() }}) as user_events_7d,
+        cast(activity.events_28d as {{ dbt.type_bigint() }}) as user_events_28d,
+        cast(activity.events_total as {{ dbt.type_bigint() }}) as user_events_total,
+        cast(activity.positive_events_28d as {{ dbt.type_bigint() }})
+            as user_positive_events_28d,
+        distinct_items.distinct_items_total as user_distinct_items_total,
+        activity.active_days_total as user_active_days_total,
+        favourite_categories.favourite_category_share as user_favourite_category_share,
         {{ dbt.datediff('activity.last_event_at', 'activity.cutoff_date', 'day') }}
-            as days_since_last_event,
+            as user_days_since_last_event,
         {{ dbt.datediff('activity.first_event_at', 'activity.cutoff_date', 'day') }}
-            as days_since_first_event,
+            as user_days_since_first_event,
         {{ dbt.datediff('users.signup_at', 'activity.cutoff_date', 'day') }}
-            as days_since_signup,
+            as user_days_since_signup,
         activity.cutoff_date,
         activity.last_event_at
 

@@ -2,9 +2,11 @@
     config(incremental_by_cutoff(cluster_by=['item_id']))
 }}
 -- Item features at each cutoff, from events strictly before it, for every item listed
--- before the cutoff or seen in its events.
-
-{%- set windows = popularity_windows_days() %}
+-- before the cutoff or seen in its events. A feature model: its keys (item_id, cutoff_date),
+-- `last_event_at` (the point-in-time audit) and one column per feature, named `item_*`;
+-- int_candidates_featurized takes every other column, so a new item feature is one column here
+-- and one entry in training_examples' YAML. The item_features mart is this model plus the
+-- popularity ranks and counts of int_item_popularity_ranked.
 
 with
 
@@ -54,23 +56,18 @@ final as (
 
     select
         listed_items.item_id,
-        coalesce(items.category, 'unknown') as category,
-        {%- for window in windows %}
-        coalesce(popularity.users_{{ window }}d, 0) as users_{{ window }}d,
-        {%- endfor %}
-        coalesce(popularity.users_total, 0) as users_total,
-        coalesce(popularity.events_{{ windows | max }}d, 0) as events_{{ windows | max }}d,
-        coalesce(popularity.positive_events_{{ windows | max }}d, 0)
-            as positive_events_{{ windows | max }}d,
-        popularity.positive_events_{{ windows | max }}d
-        / nullif(popularity.events_{{ windows | max }}d, 0) as positive_rate_{{ windows | max }}d,
-        popularity.popularity_rank,
-        popularity.popularity_all_rank,
-        popularity.category_popularity_rank,
+        coalesce(items.category, 'unknown') as item_category,
+        coalesce(popularity.users_1d, 0) as item_users_1d,
+        coalesce(popularity.users_7d, 0) as item_users_7d,
+        coalesce(popularity.users_28d, 0) as item_users_28d,
+        coalesce(popularity.users_total, 0) as item_users_total,
+        popularity.positive_events_28d
+        / nullif(popularity.events_28d, 0) as item_positive_rate_28d,
+        popularity.category_popularity_rank as item_category_popularity_rank,
         {{ dbt.datediff('items.created_at', 'listed_items.cutoff_date', 'day') }}
-            as days_since_created,
+            as item_days_since_created,
         {{ dbt.datediff('popularity.last_event_at', 'listed_items.cutoff_date', 'day') }}
-            as days_since_last_event,
+            as item_days_since_last_event,
         listed_items.cutoff_date,
         popularity.last_event_at
 

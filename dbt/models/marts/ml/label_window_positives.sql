@@ -28,7 +28,7 @@ sampled_users as (
 
 user_features as (
 
-    select * from {{ ref('user_features') }}
+    select * from {{ ref('int_users_featurized') }}
 
 ),
 

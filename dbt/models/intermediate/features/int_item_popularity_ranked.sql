@@ -1,16 +1,15 @@
 {{
     config(incremental_by_cutoff(cluster_by=['item_id']))
 }}
-{%- set windows = popularity_windows_days() -%}
 {%- set rank_window = var('popularity_rank_window_days') -%}
-{%- if rank_window not in windows -%}
+{%- if rank_window not in [1, 7, 28] -%}
     {{ exceptions.raise_compiler_error(
-        "popularity_rank_window_days (" ~ rank_window ~ ") must be one of "
-        ~ "popularity windows " ~ windows ~ ": fix it in dbt/dbt_project.yml or with --var."
+        "popularity_rank_window_days (" ~ rank_window ~ ") must be one of the popularity "
+        ~ "windows 1, 7, 28: fix it in dbt/dbt_project.yml or with --var."
     ) }}
 {%- endif -%}
--- Item popularity over several windows before each cutoff and over all history, with the
--- item's rank overall, within its category, and over all history (the popularity candidate
+-- Item popularity over the last 1, 7 and 28 days before each cutoff and over all history, with
+-- the item's rank overall, within its category, and over all history (the popularity candidate
 -- sources read the ranks). An item with no event in the longest window still has all-history
 -- popularity, so long-lived favourites stay reachable.
 
@@ -19,7 +18,7 @@ with
 interactions as (
 
     select * from {{ ref('int_interactions_before_cutoffs') }}
-    where days_ago <= {{ windows | max }} and {{ cutoffs_to_rebuild() }}
+    where days_ago <= 28 and {{ cutoffs_to_rebuild() }}
 
 ),
 
@@ -54,12 +53,11 @@ windowed as (
     select
         cutoff_date,
         item_id,
-        {%- for window in windows %}
-        count(distinct case when days_ago <= {{ window }} then user_id end) as users_{{ window }}d,
-        {%- endfor %}
-        cast(sum(positive_event_count) as {{ dbt.type_bigint() }})
-            as positive_events_{{ windows | max }}d,
-        cast(sum(event_count) as {{ dbt.type_bigint() }}) as events_{{ windows | max }}d
+        count(distinct case when days_ago <= 1 then user_id end) as users_1d,
+        count(distinct case when days_ago <= 7 then user_id end) as users_7d,
+        count(distinct case when days_ago <= 28 then user_id end) as users_28d,
+        cast(sum(positive_event_count) as {{ dbt.type_bigint() }}) as positive_events_28d,
+        cast(sum(event_count) as {{ dbt.type_bigint() }}) as events_28d
 
     from interactions
     group by cutoff_date, item_id
@@ -71,13 +69,12 @@ combined as (
     select
         all_history.cutoff_date,
         all_history.item_id,
-        {%- for window in windows %}
-        coalesce(windowed.users_{{ window }}d, 0) as users_{{ window }}d,
-        {%- endfor %}
+        coalesce(windowed.users_1d, 0) as users_1d,
+        coalesce(windowed.users_7d, 0) as users_7d,
+        coalesce(windowed.users_28d, 0) as users_28d,
         all_history.users_total,
-        coalesce(windowed.positive_events_{{ windows | max }}d, 0)
-            as positive_events_{{ windows | max }}d,
-        coalesce(windowed.events_{{ windows | max }}d, 0) as events_{{ windows | max }}d,
+        coalesce(windowed.positive_events_28d, 0) as positive_events_28d,
+        coalesce(windowed.events_28d, 0) as events_28d,
         all_history.last_event_at
 
     -- Every item in a window was seen before the cutoff, so all_history holds it too.
