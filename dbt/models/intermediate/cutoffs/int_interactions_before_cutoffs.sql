@@ -4,9 +4,10 @@
     )
 }}
 -- Daily user-item interactions paired with every cutoff they precede, with their age in days:
--- the one place the point-in-time join (`event_date < cutoff_date`, in int_event_days_before_cutoffs) meets
--- the interactions. An equality join on the day, against a table of days x cutoffs. Ephemeral,
--- so each model that reads it inlines the join and filters it to its own window.
+-- the one place the point-in-time join (`event_date < cutoff_date`, in
+-- int_event_days_before_cutoffs) meets the interactions. An equality join on the day, against a
+-- table of days x cutoffs. Ephemeral, so each model that reads it inlines the join and filters
+-- it to its own window.
 
 with
 

@@ -5,9 +5,9 @@
 -- starts from (recent items) and excludes (already seen items).
 -- Each user-item's totals run over its days once (a window over the daily rows); a cutoff then
 -- takes the running totals of the pair's last day before it. That is a join through
--- int_event_days_before_cutoffs (the point-in-time join, as in int_interactions_before_cutoffs) filtered to
--- one row per cutoff, user and item, instead of aggregating every day x cutoff row
--- (about 20M at bench scale) into 18M groups.
+-- int_event_days_before_cutoffs (the point-in-time join, as in int_interactions_before_cutoffs)
+-- filtered to one row per cutoff, user and item, instead of aggregating every day x cutoff row
+-- into nearly as many groups.
 
 with
 
