@@ -17,8 +17,10 @@ from trainer.errors import TrainerInputError
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 CREDENTIALS_HELP = (
-    "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or run "
-    "`gcloud auth application-default login` (on Vertex AI the job's service account is used)"
+    "run `gcloud auth application-default login` on a workstation; in CI use Workload Identity "
+    "Federation (e.g. google-github-actions/auth, which sets GOOGLE_APPLICATION_CREDENTIALS); "
+    "or set GOOGLE_APPLICATION_CREDENTIALS to a credential file (on Vertex AI the job's service "
+    "account is used)"
 )
 
 

@@ -43,6 +43,8 @@ from recflow.gcp.vertex_settings import (
     settings_from,
 )
 from recflow.pipeline.settings import Settings
+from trainer import gcp_credentials
+from trainer.errors import TrainerInputError
 
 if TYPE_CHECKING:  # the SDKs take seconds to import: only the commands that use them do.
     from google.auth.credentials import Credentials
@@ -50,18 +52,12 @@ if TYPE_CHECKING:  # the SDKs take seconds to import: only the commands that use
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+SCOPES = gcp_credentials.SCOPES
 # How often a followed job is polled, and how soon an interrupt is acted on.
 POLL_SECONDS, TICK_SECONDS = 15.0, 0.2
 FINAL_STATES = frozenset(
     {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED"}
     | {"JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
-)
-CREDENTIALS_HELP = (
-    "Vertex AI and Cloud Storage need Application Default Credentials: run "
-    "`gcloud auth application-default login` on a workstation; in CI use Workload Identity "
-    "Federation (e.g. google-github-actions/auth, which sets GOOGLE_APPLICATION_CREDENTIALS); "
-    "or set GOOGLE_APPLICATION_CREDENTIALS to a credential file. --dry-run needs none."
 )
 # Label values: lowercase letters, digits, '_' and '-', at most 63 characters.
 _LABEL_INVALID = re.compile(r"[^a-z0-9_-]")
@@ -302,14 +298,10 @@ def upload(local: Path, uri: str, *, project: str, token: Any) -> None:
 
 def default_credentials() -> Credentials:
     """Application Default Credentials, or a BadInputError saying how to get them."""
-    import google.auth
-    from google.auth import exceptions as auth_exceptions
-
     try:
-        credentials, _ = google.auth.default(scopes=SCOPES)
-    except auth_exceptions.DefaultCredentialsError as error:
-        raise BadInputError(f"no Google Cloud credentials. {CREDENTIALS_HELP} ({error})") from error
-    return credentials
+        return gcp_credentials.default_credentials("Vertex AI and Cloud Storage")
+    except TrainerInputError as error:
+        raise BadInputError(f"{error} --dry-run needs none.") from error
 
 
 def _anonymous_credentials() -> Credentials:

@@ -377,7 +377,7 @@ def test_real_submit_without_credentials_explains_adc_and_stages_nothing(
     )
     assert code == EXIT_BAD_INPUT
     message = capsys.readouterr().err
-    assert "no Google Cloud credentials" in message
+    assert "No Google Cloud credentials for Vertex AI" in message
     assert "gcloud auth application-default login" in message
     assert "Workload Identity Federation" in message
 
