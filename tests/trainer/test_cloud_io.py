@@ -1,163 +1,59 @@
-"""The trainer's cloud I/O with the real client libraries against local stand-ins
-(cloud_standins.py): run directories on Cloud Storage (gcsfs on gcp-storage-emulator), reading
-marts from BigQuery through the Storage Read API (gRPC) or tabledata.list pages (REST), replacing
-ml.batch_recommendations with a Parquet load job, and the errors a user sees when a dataset,
-a table or the credentials are missing. Nothing leaves 127.0.0.1.
+"""The trainer's BigQuery I/O with the real client libraries against local stand-ins
+(cloud_standins.py, shared set-up in cloud_io_support.py): parsing bq:// URIs, reading marts
+through the Storage Read API (gRPC) or tabledata.list pages (REST), replacing
+ml.batch_recommendations with a Parquet load job, the errors a user sees when a dataset or a
+table is missing (directly and through `python -m trainer.task`), and the message when no
+credentials are found. Run directories on Cloud Storage are in test_gcs_run_dirs.py. Nothing
+leaves 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
 from pathlib import Path
 
-import lightgbm as lgb
-import numpy as np
 import pyarrow as pa
 import pytest
+from cloud_io_support import (
+    BUCKET,
+    ITEM_FEATURES,
+    STORAGE_ITEM_FEATURES,
+    STORAGE_SCHEMA,
+    TABLE_PATH,
+    TABLE_URL,
+    assert_exit_2,
+    connected_to,
+    fixture_bigquery_read,  # noqa: F401 -- a fixture, requested by parameter name
+    fixture_bigquery_rest,  # noqa: F401 -- a fixture, requested by parameter name
+    fixture_clients,  # noqa: F401 -- a fixture, requested by parameter name
+    isolated_env,
+    recommendations,
+)
 from cloud_standins import (
     PROJECT,
-    EmulatedStorage,
     RecordedBigQuery,
     StandinBigQueryRead,
     recorded,
-    recorded_bigquery,
-    standin_bigquery_read,
-    storage_emulator,
     write_service_account_key,
 )
-from conftest import RUN_ARTIFACTS, TinyWarehouse
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import bigquery
+from conftest import TinyWarehouse
 from google.cloud.bigquery_storage_v1 import types as storage_types
 from trainer_harness import (
-    FAST_ROUNDS,
-    TrainerResult,
-    copy_warehouse,
     duckdb_uri,
-    execute,
-    frame,
     manifest_of,
     run_trainer,
     trainer_args,
 )
 
-from trainer import gcs
 from trainer.errors import TrainerInputError
 from trainer.recommend import RECOMMENDATIONS_SCHEMA
 from trainer.warehouse import open_warehouse
-from trainer.warehouse.bigquery import BigQueryClients, BigQueryLocation, BigQueryWarehouse
-
-BUCKET = "recflow-runs"
-TABLE_PATH = f"projects/{PROJECT}/datasets/features/tables/item_features"
-TABLE_URL = f"/bigquery/v2/projects/{PROJECT}/datasets/features/tables/item_features"
-# The rows in recorded_bigquery/tabledata_list_item_features_page*.json, typed as the client types
-# tabledata.list pages (TIMESTAMP -> UTC microseconds; every column nullable).
-ITEM_FEATURES = pa.table(
-    {
-        "item_id": ["item-001", "item-002", "item-003", "item-004", "item-005"],
-        "cutoff_date": [date(2026, 1, 5)] * 3 + [date(2026, 1, 12)] * 2,
-        "category": ["books", None, "games", "books", "toys"],
-        "popularity_rank": [1, 2, 3, 1, 2],
-        "users_7d": [42, 17, None, 50, 0],
-        "trend_ratio": [1.25, 0.5, None, 2.0, 0.0],
-        "is_new_item": [False, True, False, True, None],
-        "created_at": [
-            datetime(2025, 1, 1, tzinfo=UTC),
-            datetime(2026, 1, 2, 8, 30, 0, 123456, tzinfo=UTC),
-            None,
-            datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC),
-            datetime(2024, 2, 29, 12, tzinfo=UTC),
-        ],
-    },
-    schema=pa.schema(
-        [
-            ("item_id", pa.string()),
-            ("cutoff_date", pa.date32()),
-            ("category", pa.string()),
-            ("popularity_rank", pa.int64()),
-            ("users_7d", pa.int64()),
-            ("trend_ratio", pa.float64()),
-            ("is_new_item", pa.bool_()),
-            ("created_at", pa.timestamp("us", tz="UTC")),
-        ]
-    ),
-)
-# The Storage Read API sends the same types, with the REQUIRED column marked non-nullable.
-STORAGE_SCHEMA = ITEM_FEATURES.schema.set(0, pa.field("item_id", pa.string(), nullable=False))
-STORAGE_ITEM_FEATURES = ITEM_FEATURES.cast(STORAGE_SCHEMA)
+from trainer.warehouse.bigquery import BigQueryClients, BigQueryLocation
 
 pytestmark = pytest.mark.filterwarnings(
     # google-cloud-bigquery's own to_arrow() path warns about its internal use of
     # google-cloud-bigquery-storage's page.to_arrow(); nothing the trainer calls.
     "ignore:Retrieving Arrow record batches directly:PendingDeprecationWarning"
 )
-
-
-# --- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def bigquery_rest() -> Iterator[RecordedBigQuery]:
-    with recorded_bigquery() as state:
-        yield state
-
-
-@pytest.fixture
-def bigquery_read() -> Iterator[StandinBigQueryRead]:
-    with standin_bigquery_read({TABLE_PATH: STORAGE_ITEM_FEATURES}) as state:
-        yield state
-
-
-@pytest.fixture
-def clients(
-    bigquery_rest: RecordedBigQuery, bigquery_read: StandinBigQueryRead
-) -> Iterator[BigQueryClients]:
-    """The official clients pointed at the stand-ins through their documented options."""
-    connected = BigQueryClients(
-        bigquery=bigquery.Client(
-            project=PROJECT,
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": bigquery_rest.url},
-        ),
-        storage=bigquery_read.client(),
-    )
-    yield connected
-    connected.close()  # before the servers stop, so no call is left hanging
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[EmulatedStorage]:
-    with storage_emulator(BUCKET) as emulated:
-        yield emulated
-
-
-def isolated_env(tmp_path: Path, **variables: str) -> dict[str, str]:
-    """Variables for a trainer subprocess that can reach nothing but the stand-ins: no
-    developer credentials (an empty HOME, no gcloud config), no metadata-server probe."""
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    return {
-        "HOME": str(home),
-        "CLOUDSDK_CONFIG": str(home / "gcloud"),
-        "NO_GCE_CHECK": "True",
-        "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "no-such-key.json"),
-        "STORAGE_EMULATOR_HOST": "",
-        "BIGQUERY_EMULATOR_HOST": "",
-        **variables,
-    }
-
-
-def assert_exit_2(result: TrainerResult, *fragments: str) -> str:
-    """Exit 2 with a one-line `trainer: ...` message holding every fragment, no traceback."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    message = next(line for line in result.stderr.splitlines() if line.startswith("trainer: "))
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
-
 
 # --- URIs -----------------------------------------------------------------------------------------
 
@@ -326,24 +222,6 @@ def test_a_missing_table_or_dataset_is_named_with_the_fix(
 
 
 # --- writing BigQuery -----------------------------------------------------------------------------
-
-
-def recommendations(rows: int) -> pa.Table:
-    """`rows` batch recommendations in the warehouse table's schema; random item ids, so that
-    Parquet cannot compress a big batch below the client's multipart limit (5 MiB)."""
-    item_ids = np.random.default_rng(0).bytes(16 * rows).hex()
-    return pa.table(
-        {
-            "user_id": [f"user-{index // 20:07d}" for index in range(rows)],
-            "item_id": [item_ids[32 * index : 32 * (index + 1)] for index in range(rows)],
-            "recommendation_rank": [index % 20 + 1 for index in range(rows)],
-            "score": [1.0 / (index + 1) for index in range(rows)],
-            "cutoff_date": [date(2026, 1, 19)] * rows,
-            "model_version": ["20260119T000000000000Z"] * rows,
-            "generated_at": [datetime(2026, 1, 19, 6, 30)] * rows,
-        },
-        schema=RECOMMENDATIONS_SCHEMA,
-    )
 
 
 @pytest.mark.parametrize(
@@ -544,193 +422,3 @@ def test_without_credentials_the_trainer_says_how_to_provide_them(
     )
     assert "training on" not in result.stderr
     assert not (tmp_path / "runs").exists()
-
-
-# --- run directories on Cloud Storage -------------------------------------------------------------
-
-
-def test_a_gcs_run_is_finished_only_once_run_metadata_is_uploaded(
-    storage: EmulatedStorage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Artifacts first, the marker last; a failure after the artifacts were uploaded deletes
-    them, so the prefix is empty again, and a successful run ends with the marker newest."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", storage.url)
-    failed, finished = f"gs://{BUCKET}/unit/failed", f"gs://{BUCKET}/unit/finished"
-
-    with pytest.raises(RuntimeError, match="write-back failed"), gcs.staged_run(failed) as staged:
-        (staged.path / "model.txt").write_text("tree\n")
-        (staged.path / "run_metadata.json").write_text("{}\n")
-        staged.publish_artifacts()
-        assert storage.objects(f"{BUCKET}/unit/failed") == [f"{BUCKET}/unit/failed/model.txt"]
-        raise RuntimeError("write-back failed")
-    assert storage.objects(f"{BUCKET}/unit/failed") == []
-
-    with gcs.staged_run(finished) as staged:
-        for name in ("model.txt", "metrics.json", "run_metadata.json"):
-            (staged.path / name).write_text(f"{name}\n")
-    objects = storage.objects(f"{BUCKET}/unit/finished")
-    assert [name.rpartition("/")[2] for name in objects] == [
-        "metrics.json",
-        "model.txt",
-        "run_metadata.json",
-    ]
-    generations = {name: int(storage.fs.info(name)["generation"]) for name in objects}
-    assert max(generations, key=generations.__getitem__).endswith("/run_metadata.json")
-    assert not staged.path.exists()
-
-
-def vertex_env(tmp_path: Path, storage: EmulatedStorage, model_dir: str) -> dict[str, str]:
-    """What a Vertex AI custom job sets, with Cloud Storage on the emulator."""
-    return isolated_env(
-        tmp_path,
-        STORAGE_EMULATOR_HOST=storage.url,
-        AIP_MODEL_DIR=model_dir,
-        AIP_CHECKPOINT_DIR=f"gs://{BUCKET}/checkpoints",
-        AIP_TENSORBOARD_LOG_DIR=f"gs://{BUCKET}/tensorboard",
-        CLOUD_ML_PROJECT_ID=PROJECT,
-        CLOUD_ML_JOB_ID="1234567890123456789",
-        CLOUD_ML_TRIAL_ID="7",
-    )
-
-
-def logged(result: TrainerResult) -> str:
-    """What a run logged, one message a line: on Vertex AI the records are JSON lines on stdout
-    (trainer.logs), anything else (an uncaught error, the `trainer:` message) is stderr."""
-    messages = [
-        json.loads(line)["message"] for line in result.stdout.splitlines() if line.startswith("{")
-    ]
-    return "\n".join([*messages, result.stderr])
-
-
-def vertex_args(warehouse: Path, manifest: Path | str) -> list[str]:
-    """The trainer's arguments as a Vertex job passes them: no --output-dir."""
-    return [
-        "--warehouse-uri",
-        duckdb_uri(warehouse),
-        "--manifest",
-        str(manifest),
-        "--recommendations-table",
-        "ml.batch_recommendations",
-        *FAST_ROUNDS,
-    ]
-
-
-@pytest.mark.dbt
-def test_a_vertex_job_writes_its_run_directory_to_aip_model_dir(
-    tiny_warehouse: TinyWarehouse, storage: EmulatedStorage, tmp_path: Path
-) -> None:
-    """AIP_MODEL_DIR (gs://) is the run directory and the manifest is read from gs://: every
-    artifact is in the bucket, model.txt
-    loads with LightGBM, run_metadata.json records the Vertex job and was uploaded last, the
-    recommendations were written back, and nothing went to the checkpoint or TensorBoard
-    directories."""
-    warehouse = copy_warehouse(tiny_warehouse, tmp_path / "warehouse")
-    model_dir = f"gs://{BUCKET}/models/run1/"
-    # As `recflow submit` stages it: the manifest travels to the job through the bucket.
-    storage.fs.put(str(manifest_of(tiny_warehouse)), f"{BUCKET}/inputs/manifest.json")
-
-    result = run_trainer(
-        *vertex_args(warehouse, f"gs://{BUCKET}/inputs/manifest.json"),
-        cwd=tmp_path,
-        env=vertex_env(tmp_path, storage, model_dir),
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert f"gs://{BUCKET}/models/run1" in result.stdout
-    # Cloud Logging reads each record's severity from its JSON line; stderr would be ERROR.
-    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert {record["severity"] for record in records} == {"INFO"}
-    assert any("training on" in record["message"] for record in records)
-    objects = storage.objects(f"{BUCKET}/models/run1")
-    assert {name.rpartition("/")[2] for name in objects} == RUN_ARTIFACTS
-    fs = storage.fs
-    model = lgb.Booster(model_str=fs.cat(f"{BUCKET}/models/run1/model.txt").decode())
-    spec = json.loads(fs.cat(f"{BUCKET}/models/run1/feature_spec.json"))
-    assert model.feature_name() == spec["features"]
-    metadata = json.loads(fs.cat(f"{BUCKET}/models/run1/run_metadata.json"))
-    assert metadata["cloud_ml_project_id"] == PROJECT
-    assert metadata["cloud_ml_job_id"] == "1234567890123456789"
-    assert metadata["cloud_ml_trial_id"] == "7"
-    assert metadata["aip_model_dir"] == model_dir
-    generations = {name: int(fs.info(name)["generation"]) for name in objects}
-    assert max(generations, key=generations.__getitem__).endswith("/run_metadata.json")
-    written = frame(warehouse, "select count(*) as n from ml.batch_recommendations")
-    assert written["n"].item() == metadata["rows"]["batch_recommendations"]
-    assert storage.objects(f"{BUCKET}/checkpoints") == []
-    assert storage.objects(f"{BUCKET}/tensorboard") == []
-    assert not (tmp_path / "runs").exists()
-
-
-@pytest.mark.dbt
-def test_a_failure_after_training_leaves_nothing_under_the_gcs_prefix(
-    tiny_warehouse: TinyWarehouse, storage: EmulatedStorage, tmp_path: Path
-) -> None:
-    """The write-back fails after the artifacts were uploaded (a view holds the table's
-    place): the uploaded objects are deleted, no run_metadata.json ever appears, and the view
-    is untouched."""
-    warehouse = copy_warehouse(tiny_warehouse, tmp_path / "warehouse")
-    execute(
-        warehouse,
-        "create schema ml",
-        "create view ml.batch_recommendations as select 'someone else''s view' as note",
-    )
-
-    result = run_trainer(
-        *vertex_args(warehouse, manifest_of(tiny_warehouse)),
-        cwd=tmp_path,
-        env=vertex_env(tmp_path, storage, f"gs://{BUCKET}/models/failed"),
-    )
-
-    assert_exit_2(result, "Cannot write table ml.batch_recommendations")
-    assert "training on" in logged(result)
-    uploaded = len(RUN_ARTIFACTS) - 1
-    assert f"deleted {uploaded} objects of the failed run gs://{BUCKET}/models/failed" in (
-        logged(result)
-    )
-    assert storage.objects(f"{BUCKET}/models/failed") == []
-    assert frame(warehouse, "select note from ml.batch_recommendations")["note"].tolist() == [
-        "someone else's view"
-    ]
-
-
-@pytest.mark.dbt
-@pytest.mark.parametrize(
-    ("model_dir", "fragments"),
-    [
-        pytest.param(
-            f"gs://{BUCKET}/models/leftover",
-            ["already holds 1 object(s): an unfinished run, no run_metadata.json", "delete"],
-            id="unfinished-run-present",
-        ),
-        pytest.param(
-            "gs://no-such-bucket/models/run",
-            ["bucket gs://no-such-bucket does not exist"],
-            id="bucket-missing",
-        ),
-    ],
-)
-def test_an_unusable_gcs_run_directory_is_refused_before_training(
-    tiny_warehouse: TinyWarehouse,
-    storage: EmulatedStorage,
-    tmp_path: Path,
-    model_dir: str,
-    fragments: list[str],
-) -> None:
-    """A prefix holding objects (even without run_metadata.json) is never overwritten, and a
-    missing bucket is found before the training rather than at the first upload."""
-    storage.fs.pipe_file(f"{BUCKET}/models/leftover/model.txt", b"an earlier attempt\n")
-
-    result = run_trainer(
-        *vertex_args(tiny_warehouse.duckdb_path, manifest_of(tiny_warehouse)),
-        cwd=tmp_path,
-        env=vertex_env(tmp_path, storage, model_dir),
-    )
-
-    assert_exit_2(result, *fragments)
-    assert "training on" not in logged(result)
-    assert storage.fs.cat(f"{BUCKET}/models/leftover/model.txt") == b"an earlier attempt\n"
-
-
-def connected_to(uri: str, clients: BigQueryClients) -> BigQueryWarehouse:
-    """The BigQuery warehouse `uri` names, using the stand-ins' clients for every call."""
-    return BigQueryWarehouse(uri=uri, location=BigQueryLocation.parse(uri), clients=clients)
