@@ -28,6 +28,7 @@ RULE_IDS = (
     "rejoined_upstream_concept",
     "view_chain_too_deep",
     "view_with_many_children",
+    "intermediate_reads_mart",
 )
 LINT_RULE_PREFIX = "sqlfluff:"  # sqlfluff findings: `sqlfluff:<code>`, e.g. sqlfluff:CP01
 STATUSES = ("flagged", "acknowledged", "ignored", "existing")

@@ -53,6 +53,11 @@ RULES: tuple[StructureRule, ...] = (
         "check_model_materialization_by_fanout",
         "materialise it as a table (or incremental model)",
     ),
+    StructureRule(
+        "intermediate_reads_mart",
+        "check_lineage_permitted_upstream_models",
+        "compute it in an intermediate model both read; marts are the pipeline's outputs",
+    ),
 )
 _BY_CHECK = {rule.check: rule for rule in RULES}
 _NOT_STORED = ("view", "ephemeral")
@@ -82,6 +87,12 @@ def bouncer_checks(config: ReviewConfig) -> list[dict[str, Any]]:
             "name": "check_model_materialization_by_fanout",
             "min_downstream_models": config.max_view_children + 1,
             "materializations": ["table", "incremental", "snapshot", "seed"],
+        },
+        # The DAG runs forwards: what an intermediate model reads is staging or intermediate.
+        {
+            "name": "check_lineage_permitted_upstream_models",
+            "include": "^models/intermediate/",
+            "upstream_path_pattern": "^models/(staging|intermediate)/",
         },
     ]
 

@@ -299,6 +299,25 @@ def test_structure_rules_are_dbt_bouncer_findings_with_the_review_thresholds() -
     assert not [f for f in relaxed.flags if f.rule == "view_with_many_children"]
 
 
+def test_an_intermediate_model_reading_a_mart_is_flagged() -> None:
+    """The DAG runs forwards: a pull request that makes an intermediate model read a mart gets
+    a structure finding on that model."""
+
+    def at(path: str, model: dict[str, Any]) -> dict[str, Any]:
+        return {**model, "original_file_path": path}
+
+    stg = at("models/staging/stg.sql", _model("stg", "view", ["source.p.app.events"]))
+    mart = at("models/marts/ml/mart.sql", _model("mart", "table", ["model.p.stg"]))
+    base = _manifest({"stg": stg, "mart": mart})
+    backwards = at("models/intermediate/int_x.sql", _model("int_x", "table", ["model.p.mart"]))
+    forwards = at("models/intermediate/int_y.sql", _model("int_y", "table", ["model.p.stg"]))
+    head = _manifest({"stg": stg, "mart": mart, "int_x": backwards, "int_y": forwards})
+    review = build_review(base, head, ReviewConfig())
+    flagged = [f for f in review.flags if f.rule == "intermediate_reads_mart"]
+    assert [f.subjects for f in flagged] == [("model.p.int_x",)]
+    assert flagged[0].locations == (Location("models/intermediate/int_x.sql"),)
+
+
 def test_config_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match="unknown"):
         parse_config({"thresholds": {"max_view_depth": 2}})
