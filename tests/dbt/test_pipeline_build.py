@@ -46,7 +46,12 @@ def test_build_passes_every_model_data_test_unit_test_and_the_point_in_time_test
 ) -> None:
     """`dbt build` on the tiny Parquet sample succeeds, and it really ran models, unit tests and
     the singular point-in-time test (a build that silently skipped them would also exit 0)."""
-    statuses = {node.unique_id: node.status for node in tiny_warehouse.build.nodes}
+    # Exposures (the trainer, the app) are in the build's graph but run nothing: no-op.
+    statuses = {
+        node.unique_id: node.status
+        for node in tiny_warehouse.build.nodes
+        if not node.unique_id.startswith("exposure.")
+    }
     not_ok = {uid: status for uid, status in statuses.items() if status not in ("success", "pass")}
     # The only tolerated non-pass is a warn-severity data test (quarantine and relationships).
     assert all(status == "warn" for status in not_ok.values()), not_ok
