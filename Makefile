@@ -10,7 +10,7 @@ export DBT_PROFILES_DIR := $(CURDIR)/dbt
 export RECFLOW_DATA_DIR ?= $(CURDIR)/data/sample
 export RECFLOW_DUCKDB_PATH ?= $(CURDIR)/data/warehouse.duckdb
 
-.PHONY: install run ct sample build test lint format sqlfmt lock clean review bench
+.PHONY: install run ct sample build test lint format sqlfmt lock clean review bench docs
 .PHONY: build-serving freshness pytest test-fast lint-python lint-sql lint-sql-changed
 .PHONY: lint-workflows lint-dbt trainer-image trainer-image-push
 
@@ -59,6 +59,29 @@ freshness: install
 ## The models and tests over the trainer's batch recommendations (after training).
 build-serving: install
 	$(BIN)/dbt build --project-dir dbt --selector serving
+
+## dbt's documentation site (models, columns, tests, lineage) as one self-contained page,
+## $(DOCS_DIR)/index.html (dbt docs generate --static; the rest of dbt's output is in
+## $(DOCS_DIR)/target). The catalog (column types) is read from a built warehouse: `make run`'s
+## or `make build`'s at RECFLOW_DUCKDB_PATH when there is one, else a schema-only build
+## (dbt run --empty) of the tiny sample in $(DOCS_DIR)/work. Always on a DuckDB target.
+DOCS_DIR ?= $(CURDIR)/build/dbt-docs
+DOCS_DBT_TARGET := $(if $(filter ci,$(RECFLOW_DBT_TARGET)),ci,local)
+docs: install
+	rm -rf "$(DOCS_DIR)" && mkdir -p "$(DOCS_DIR)"
+	@set -e; export RECFLOW_DBT_TARGET=$(DOCS_DBT_TARGET) DBT_LOG_PATH="$(DOCS_DIR)/logs"; \
+	if [ ! -f "$(RECFLOW_DUCKDB_PATH)" ]; then \
+	  echo "docs: no warehouse at $(RECFLOW_DUCKDB_PATH): building the tiny sample's schema"; \
+	  export RECFLOW_DATA_DIR="$(DOCS_DIR)/work/data" \
+	    RECFLOW_DUCKDB_PATH="$(DOCS_DIR)/work/warehouse.duckdb" \
+	    DBT_TARGET_PATH="$(DOCS_DIR)/work/target"; \
+	  $(BIN)/recflow sample --scale tiny --data-dir "$$RECFLOW_DATA_DIR"; \
+	  $(BIN)/dbt run --empty --project-dir dbt; \
+	fi; \
+	echo "docs: catalog from $$RECFLOW_DUCKDB_PATH"; \
+	DBT_TARGET_PATH="$(DOCS_DIR)/target" $(BIN)/dbt docs generate --static --project-dir dbt
+	cp "$(DOCS_DIR)/target/static_index.html" "$(DOCS_DIR)/index.html"
+	@echo "docs: open $(DOCS_DIR)/index.html"
 
 ## The Vertex AI training container (Dockerfile), named by `recflow trainer-image`: a hash of the
 ## trainer's lock and sources in RECFLOW_IMAGE_REPOSITORY (default: the repository `recflow` of
@@ -173,4 +196,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) data dbt/target dbt/logs .pytest_cache
+	rm -rf $(VENV) data dbt/target dbt/logs .pytest_cache build

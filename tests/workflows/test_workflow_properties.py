@@ -126,6 +126,7 @@ def test_pull_request_checks_cover_lint_changed_sql_dbt_pytest_trainer_and_revie
         "make pytest",
         "make build",
         "make run",
+        "make docs",
         "make review BASE_REF=",
         "recflow comment --body-file review/review.md",
         'review/review.md >> "$GITHUB_STEP_SUMMARY"',
@@ -133,6 +134,19 @@ def test_pull_request_checks_cover_lint_changed_sql_dbt_pytest_trainer_and_revie
         assert expected in commands, f"no step runs `{expected}`"
     pipeline = _jobs(PULL_REQUEST)["pipeline"]
     assert pipeline["env"]["RECFLOW_DBT_TARGET"] == "ci"
+
+
+def test_pull_request_pipeline_keeps_the_dbt_docs_of_its_build():
+    pipeline_steps = [step for step in steps(PULL_REQUEST) if step.job == "pipeline"]
+    build = next(step for step in pipeline_steps if step.commands() == ["make build"])
+    docs = next(step for step in pipeline_steps if step.commands() == ["make docs"])
+    upload = next(
+        step for step in pipeline_steps if (step.uses or "").startswith("actions/upload-artifact@")
+    )
+    # After the build, so the catalog is read from this pull request's warehouse.
+    assert build.index < docs.index < upload.index
+    assert upload.spec["with"]["path"] == "build/dbt-docs/index.html"
+    assert upload.spec["with"]["if-no-files-found"] == "error"
 
 
 def test_jobs_that_diff_against_the_base_fetch_full_history():
