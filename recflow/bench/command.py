@@ -40,6 +40,22 @@ log = logging.getLogger(__name__)
 RAW_SOURCE_PREFIX = "source.recflow.app."
 VERSIONED_PACKAGES = ("python", "duckdb", "dbt-core", "dbt-duckdb", "lightgbm", "pandas", "pyarrow")
 TOP_K = 20
+# Every step run_benchmark runs, in its order, with the name its progress lines give it: each
+# step's output goes to its own log file, so these lines are what shows how far along it is.
+STEPS = {
+    "generate": "generate the data set",
+    "dbt_build_full": "full dbt build",
+    "scan": "one-scan lower bound",
+    "pandas_baseline": "pandas baseline",
+    "append_day": "append a day",
+    "dbt_build_incremental": "incremental dbt build",
+    "trainer": "trainer",
+}
+
+
+def step_label(name: str) -> str:
+    """`[2/7] full dbt build`: which of the benchmark's steps `name` is, for progress lines."""
+    return f"[{list(STEPS).index(name) + 1}/{len(STEPS)}] {STEPS[name]}"
 
 
 @dataclass(frozen=True)
@@ -187,15 +203,14 @@ def run_benchmark(config: BenchConfig) -> report.BenchResults:
     python = sys.executable
 
     def step(name: str, command: list[str], env: dict[str, str] | None = None) -> Measurement:
+        log_path = paths.logs_dir / f"{name}.log"
+        log.info("%s ... (its output: tail -f %s)", step_label(name), log_path)
         measurement = run_measured(
-            command,
-            env=env or settings.dbt_environment(),
-            cwd=REPO_ROOT,
-            log_path=paths.logs_dir / f"{name}.log",
+            command, env=env or settings.dbt_environment(), cwd=REPO_ROOT, log_path=log_path
         )
         log.info(
-            "%s: %.1f s, peak %.2f GiB",
-            name,
+            "%s ... done in %.1f s, peak %.2f GiB",
+            step_label(name),
             measurement.seconds,
             measurement.peak_rss_bytes / report.GIB,
         )

@@ -41,7 +41,7 @@ def run_measured(
 ) -> Measurement:
     """Run `command` to completion with its output in `log_path`; raise if it fails."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log.info("running %s (log: %s)", " ".join(command), log_path)
+    log.debug("running %s (log: %s)", " ".join(command), log_path)
     with log_path.open("w") as output:
         started = time.perf_counter()
         process = subprocess.Popen(

@@ -4,7 +4,9 @@ on the tiny scale."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ import pyarrow.compute as pc
 import pytest
 from conftest import Isolation, TinySample, TinyWarehouse, run_recflow_cli
 
-from recflow.bench import report
+from recflow.bench import command, report
 from recflow.bench.command import raw_source_scans
 from recflow.bench.dataset import LATE_DAYS, DatasetSummary, hold_back_last_day
 from recflow.bench.measure import Measurement, StepFailedError, run_measured
@@ -290,6 +292,19 @@ def _normalised(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys).reset_index(drop=True)
 
 
+def test_progress_labels_number_the_steps_run_benchmark_runs_in_its_order() -> None:
+    calls = sorted(
+        (
+            node
+            for node in ast.walk(ast.parse(inspect.getsource(command.run_benchmark)))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "step"
+        ),
+        key=lambda node: (node.lineno, node.col_offset),
+    )
+    assert [node.args[0].value for node in calls] == list(command.STEPS)
+    assert command.step_label("dbt_build_full") == "[2/7] full dbt build"
+
+
 @pytest.mark.dbt
 @pytest.mark.slow
 def test_bench_tiny_end_to_end_writes_every_figure(tmp_path: Path) -> None:
@@ -331,4 +346,8 @@ def test_bench_tiny_end_to_end_writes_every_figure(tmp_path: Path) -> None:
     ):
         assert figure in written, figure
     assert "`tiny` scale" in written
+    # Progress on stderr: each step's start and end, numbered, with its time.
+    for name in command.STEPS:
+        assert f"{command.step_label(name)} ... done in " in result.output, name
+    assert "[2/7] full dbt build ... (its output: tail -f " in result.output
     assert written.split(report.BEGIN_MARKER)[1].split(report.END_MARKER)[0] in result.output
