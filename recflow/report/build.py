@@ -150,7 +150,14 @@ def _key_figures(run: RunArtifacts, facts: WarehouseFacts) -> Section:
                 )
             )
     if facts.recall:
-        rows.append(("candidate recall, all sources", f"{facts.recall['all_sources']:.1%}"))
+        rows.append(
+            (
+                "candidate recall of test positives, all sources",
+                f"{facts.recall['all_sources']:.1%}",
+            )
+        )
+    for segment, ceiling in run.metrics.get("candidate_recall", {}).items():
+        rows.append((f"candidate recall, mean per user, {_label(segment)}", f"{ceiling:.1%}"))
     scores = score_summary(run.batch)
     rows.append(("users served", f"{scores.users:,}"))
     rows.append(("users on the popularity fallback", f"{scores.fallback_users:,}"))

@@ -141,9 +141,9 @@ def score_summary(batch: pd.DataFrame) -> ScoreSummary:
 class ServedPopularity:
     """What the batch serves against the catalogue at its cutoff.
 
-    Percentiles are popularity rank / ranked items (0 = most popular): one per served row
-    (`served`), one per catalogue item (`catalogue`); items without a rank (no users in the
-    popularity window) are counted apart.
+    Popularity ranks (1 = most popular): one per served row (`served`), one per ranked
+    catalogue item (`catalogue`); items without a rank (no users in the popularity window) are
+    counted apart.
     """
 
     catalogue_items: int
@@ -167,13 +167,13 @@ def served_popularity(batch: pd.DataFrame, catalogue: pd.DataFrame) -> ServedPop
     ranked_items = int(ranks.notna().sum())
     scale = float(max(ranked_items, 1))
     served_ranks = batch["item_id"].map(ranks)
-    served = ((served_ranks.dropna() - 1) / scale).to_numpy(dtype=np.float64)
-    popular = int((served < POPULAR_SHARE).sum())
+    served = served_ranks.dropna().to_numpy(dtype=np.float64)
+    popular = int(((served - 1) / scale < POPULAR_SHARE).sum())
     return ServedPopularity(
         catalogue_items=len(catalogue),
         served_items=int(batch.loc[batch["item_id"].isin(ranks.index), "item_id"].nunique()),
         served=served,
-        catalogue=((ranks.dropna() - 1) / scale).to_numpy(dtype=np.float64),
+        catalogue=np.sort(ranks.dropna().to_numpy(dtype=np.float64)),
         served_rows_unranked=int(served_ranks.isna().sum()),
         popular_share_of_rows=popular / len(batch) if len(batch) else 0.0,
     )
@@ -220,4 +220,3 @@ def quality_series(frame: pd.DataFrame, *, max_series: int = 4) -> QualitySeries
         dates=ordered[date_column].reset_index(drop=True),
         values={name: ordered[name].astype("float64").reset_index(drop=True) for name in numeric},
     )
-

@@ -94,27 +94,32 @@ def score_plot(summary: ScoreSummary, *, bins: int = 40) -> bytes:
         color=[OTHER_COLOUR, FALLBACK_COLOUR],
     )
     rows.bar_label(bars, labels=[f"{summary.model_rows:,}", f"{summary.fallback_rows:,}"])
+    rows.set_ylim(0, max(summary.model_rows, summary.fallback_rows, 1) * 1.15)
     rows.set_ylabel("rows served")
     rows.set_title(f"{summary.fallback_users:,} of {summary.users:,} users on the fallback")
     return _png(figure)
 
 
-def popularity_plot(popularity: ServedPopularity, *, bins: int = 20) -> bytes:
-    """Where served rows sit in the catalogue's popularity ranking, against the catalogue
-    itself (flat by construction): mass on the left is popularity bias."""
-    figure = Figure(figsize=(6.5, 3.2))
+def popularity_plot(popularity: ServedPopularity) -> bytes:
+    """Cumulative share of served rows and of catalogue items by popularity rank (log scale):
+    the further the served curve sits above the catalogue's, the stronger the popularity bias."""
+    figure = Figure(figsize=(6.5, 3.4))
     axes = figure.add_subplot()
-    edges = np.linspace(0.0, 1.0, bins + 1)
     for values, label, colour in (
         (popularity.catalogue, "catalogue items", FALLBACK_COLOUR),
         (popularity.served, "served rows", MODEL_COLOUR),
     ):
         if len(values):
-            axes.hist(values, bins=edges, density=True, alpha=0.6, label=label, color=colour)
-    axes.set_xlabel("popularity rank percentile (0 = most popular)")
-    axes.set_ylabel("density")
+            ordered = np.sort(values)
+            share = np.arange(1, len(ordered) + 1) / len(ordered)
+            axes.step(ordered, share, where="post", label=label, color=colour, linewidth=2)
+    axes.set_xscale("log")
+    axes.set_xlabel("popularity rank (1 = most popular, log scale)")
+    axes.set_ylabel("cumulative share")
+    axes.set_ylim(0, 1.02)
     axes.set_title(f"{popularity.coverage:.1%} of the catalogue served")
-    axes.legend()
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
     return _png(figure)
 
 
