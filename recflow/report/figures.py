@@ -207,16 +207,19 @@ def quality_series(frame: pd.DataFrame, *, max_series: int = 4) -> QualitySeries
     ordered = frame.assign(**{date_column: pd.to_datetime(frame[date_column])}).sort_values(
         date_column
     )
-    numeric = [
-        name
+    # Decimals (a SQL numeric) arrive as objects: whatever reads as numbers is drawn.
+    numeric = {
+        name: pd.to_numeric(ordered[name], errors="coerce").astype("float64")
         for name in ordered.columns
-        if name != date_column
-        and pd.api.types.is_numeric_dtype(ordered[name])
-        and not pd.api.types.is_bool_dtype(ordered[name])
-    ][:max_series]
+        if name != date_column and not pd.api.types.is_bool_dtype(ordered[name])
+    }
+    numeric = {name: values for name, values in numeric.items() if values.notna().any()}
     if not numeric:
         return None
     return QualitySeries(
         dates=ordered[date_column].reset_index(drop=True),
-        values={name: ordered[name].astype("float64").reset_index(drop=True) for name in numeric},
+        values={
+            name: values.reset_index(drop=True)
+            for name, values in list(numeric.items())[:max_series]
+        },
     )
