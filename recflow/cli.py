@@ -30,6 +30,8 @@ from recflow.pipeline.settings import (
 )
 from recflow.pipeline.warehouse_report import BuildSummary, summarise_build
 from recflow.promotion import command as promotion_command
+from recflow.report import command as report_command
+from recflow.report.build import write_report
 from recflow.review import command as review_command
 from recflow.review import comment as review_comment
 from recflow.samples import events as sample_events
@@ -113,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     review_comment.register(commands)
     bench_command.register(commands)
     promotion_command.register(commands)
+    report_command.register(commands)
     return parser
 
 
@@ -200,16 +203,16 @@ def _run_locked(args: argparse.Namespace, run_settings: RunSettings, settings: S
         return 0
 
     print("\ntraining the ranker on the feature tables")
-    trained = trainer_task.run_and_report(
-        TrainerConfig.for_run(
-            warehouse_uri=f"duckdb://{settings.duckdb_path}",
-            manifest_path=settings.dbt_target_path / "manifest.json",
-            top_k=run_settings.top_k,
-            dbt_vars=run_settings.dbt_vars,
-        )
+    config = TrainerConfig.for_run(
+        warehouse_uri=f"duckdb://{settings.duckdb_path}",
+        manifest_path=settings.dbt_target_path / "manifest.json",
+        top_k=run_settings.top_k,
+        dbt_vars=run_settings.dbt_vars,
     )
+    trained = trainer_task.run_and_report(config)
     if trained != 0:
         return trained
+    print("\nrun report:", write_report(Path(config.run_dir), warehouse_uri=config.warehouse_uri))
     # settings.dbt_vars already holds recommendations_per_user = K for the serving tests.
     run_dbt(settings, "build", "--selector", "serving")
     print("\nrecommendations built and tested: table main.recommendations in", settings.duckdb_path)
