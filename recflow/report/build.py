@@ -297,7 +297,11 @@ def _realised_quality(facts: WarehouseFacts, quality_table: str) -> Section:
     series = quality_series(facts.quality) if facts.quality is not None else None
     if series is None:
         return Section("realised-quality", title, _note(f"no history yet ({quality_table})"))
-    body = _figure("realised-quality", plots.quality_plot(series), "realised quality over time")
+    body = _figure(
+        "realised-quality",
+        plots.quality_plot(series),
+        "realised quality of the served lists beside the popularity baseline, per serving day",
+    )
     return Section("realised-quality", title, body)
 
 

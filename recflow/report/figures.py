@@ -181,45 +181,39 @@ def served_popularity(batch: pd.DataFrame, catalogue: pd.DataFrame) -> ServedPop
 
 @dataclass(frozen=True)
 class QualitySeries:
-    """Realised quality over time: one date column and the numeric columns beside it."""
+    """Realised quality over serving days: what was served beside the popularity baseline."""
 
     dates: pd.Series
     values: dict[str, pd.Series]
 
 
-def quality_series(frame: pd.DataFrame, *, max_series: int = 4) -> QualitySeries | None:
-    """The first date-like column of a realised-quality table and up to `max_series` numeric
-    columns, by date; None when the table has no row, no date or no number to draw."""
+# Columns of the dbt model served_quality_realised drawn over time: the served lists and what
+# the popularity baseline would have scored for the same users.
+QUALITY_DATE = "serving_date"
+QUALITY_METRICS = ("ndcg", "popularity_ndcg", "recall", "popularity_recall")
+
+
+def quality_series(frame: pd.DataFrame) -> QualitySeries | None:
+    """Each serving day's realised quality, averaged over the model versions served that day
+    and weighted by their evaluated users; None when there is no closed window yet."""
     if frame.empty:
         return None
-    date_column = next(
-        (
-            name
-            for name in frame.columns
-            if pd.api.types.is_datetime64_any_dtype(frame[name])
-            or name.endswith("_date")
-            or name == "date"
-        ),
-        None,
+    weights = pd.to_numeric(frame["evaluated_users"], errors="coerce").astype("float64")
+    # Decimals (a SQL numeric) arrive as objects.
+    weighted = pd.DataFrame(
+        {
+            QUALITY_DATE: pd.to_datetime(frame[QUALITY_DATE]),
+            "weight": weights,
+            **{
+                name: pd.to_numeric(frame[name], errors="coerce").astype("float64") * weights
+                for name in QUALITY_METRICS
+            },
+        }
     )
-    if date_column is None:
-        return None
-    ordered = frame.assign(**{date_column: pd.to_datetime(frame[date_column])}).sort_values(
-        date_column
-    )
-    # Decimals (a SQL numeric) arrive as objects: whatever reads as numbers is drawn.
-    numeric = {
-        name: pd.to_numeric(ordered[name], errors="coerce").astype("float64")
-        for name in ordered.columns
-        if name != date_column and not pd.api.types.is_bool_dtype(ordered[name])
-    }
-    numeric = {name: values for name, values in numeric.items() if values.notna().any()}
-    if not numeric:
-        return None
+    daily = weighted.groupby(QUALITY_DATE, sort=True).sum()
     return QualitySeries(
-        dates=ordered[date_column].reset_index(drop=True),
+        dates=pd.Series(daily.index),
         values={
-            name: values.reset_index(drop=True)
-            for name, values in list(numeric.items())[:max_series]
+            name: (daily[name] / daily["weight"]).reset_index(drop=True) for name in QUALITY_METRICS
         },
     )

@@ -18,7 +18,7 @@ from trainer.warehouse import Warehouse, open_warehouse
 log = logging.getLogger(__name__)
 
 # The daily realised quality of what was served, built by the monitoring models when they exist.
-QUALITY_TABLE = "served_quality_daily"
+QUALITY_TABLE = "served_quality_realised"  # dbt/models/marts/monitoring
 TEST_SPLIT = "test"
 
 

@@ -124,12 +124,12 @@ def popularity_plot(popularity: ServedPopularity) -> bytes:
 
 
 def quality_plot(series: QualitySeries) -> bytes:
-    """Each realised-quality column over time."""
+    """Realised NDCG and recall of what was served per serving day, beside popularity."""
     figure = Figure(figsize=(7.5, 3.2))
     axes = figure.add_subplot()
     for name, values in series.values.items():
         axes.plot(series.dates, values, marker="o", label=name)
-    axes.set_xlabel("date")
+    axes.set_xlabel("serving date")
     axes.legend(fontsize=8)
     figure.autofmt_xdate()
     return _png(figure)

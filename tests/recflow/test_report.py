@@ -132,23 +132,25 @@ def test_served_popularity_coverage_and_bias() -> None:
     assert sorted(popularity.served.tolist()) == [1.0, 1.0, 2.0, 11.0]
 
 
-def test_quality_series_needs_a_date_and_a_number() -> None:
+def test_quality_series_weights_each_days_model_versions_by_their_users() -> None:
     frame = pd.DataFrame(
         {
-            "served_date": [date(2026, 3, 2), date(2026, 3, 1)],
-            "model_version": ["a", "a"],
-            "recall_at_10": [0.2, 0.1],
+            "serving_date": [date(2026, 3, 2), date(2026, 3, 1), date(2026, 3, 1)],
+            "model_version": ["b", "a", "b"],
+            "evaluated_users": [10, 30, 10],
             # A SQL numeric arrives as Decimal objects.
-            "ndcg_at_10": [Decimal("0.25"), Decimal("0.15")],
-            "is_complete": [True, False],
+            "ndcg": [Decimal("0.25"), Decimal("0.10"), Decimal("0.30")],
+            "popularity_ndcg": [0.2, 0.1, 0.1],
+            "recall": [0.5, 0.2, 0.6],
+            "popularity_recall": [0.4, 0.3, 0.3],
         }
     )
     series = quality_series(frame)
     assert series is not None
-    assert list(series.values) == ["recall_at_10", "ndcg_at_10"]
-    assert series.values["ndcg_at_10"].tolist() == [0.15, 0.25]
-    assert series.values["recall_at_10"].tolist() == [0.1, 0.2]
-    assert quality_series(frame.drop(columns="served_date")) is None
+    assert [d.date() for d in series.dates] == [date(2026, 3, 1), date(2026, 3, 2)]
+    assert series.values["ndcg"].tolist() == pytest.approx([0.15, 0.25])
+    assert series.values["recall"].tolist() == pytest.approx([0.3, 0.5])
+    assert series.values["popularity_ndcg"].tolist() == pytest.approx([0.1, 0.2])
     assert quality_series(frame.head(0)) is None
 
 
@@ -225,7 +227,7 @@ def test_report_of_a_real_run_has_every_section_and_picture(tiny_run: Path) -> N
     for source in page.figures.values():
         decoded(source)
     text = " ".join(page.text)
-    assert "no history yet (served_quality_daily)" in text
+    assert "no history yet (served_quality_realised)" in text
     assert "not available" not in text
 
 
@@ -237,9 +239,10 @@ def test_report_command_draws_the_realised_quality_when_there_is_history(
     shutil.copy(tiny_run.parent.parent / "warehouse.duckdb", warehouse)
     with duckdb.connect(str(warehouse)) as connection:
         connection.execute(
-            "create table main.served_quality_daily as select * from (values "
-            "(date '2026-03-01', 0.10, 0.30), (date '2026-03-02', 0.12, 0.28)) "
-            "as history(served_date, ndcg_at_10, recall_at_20)"
+            "create table main.served_quality_realised as select * from (values "
+            "(date '2026-03-01', 'a', 40, 0.10, 0.08, 0.30, 0.25), "
+            "(date '2026-03-02', 'a', 42, 0.12, 0.09, 0.28, 0.26)) as history(serving_date, "
+            "model_version, evaluated_users, ndcg, popularity_ndcg, recall, popularity_recall)"
         )
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
