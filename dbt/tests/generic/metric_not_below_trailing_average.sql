@@ -25,7 +25,7 @@ latest as (
 
 ),
 
-trailing as (
+trailing_window as (
 
     select avg(series.metric) as trailing_metric
     from series
@@ -39,11 +39,11 @@ trailing as (
 select
     series.metric_date,
     series.metric,
-    trailing.trailing_metric
+    trailing_window.trailing_metric
 from series
 inner join latest
     on series.metric_date = latest.metric_date
-cross join trailing
-where series.metric < trailing.trailing_metric * (1 - {{ max_drop }})
+cross join trailing_window
+where series.metric < trailing_window.trailing_metric * (1 - {{ max_drop }})
 
 {% endtest %}

@@ -56,7 +56,7 @@ final as (
         binned.feature_name,
         binned.bin_key,
         numbered_edges.bin_upper_value,
-        binned.row_count,
+        cast(binned.row_count as {{ dbt.type_bigint() }}) as row_count,
         cast(binned.row_count as {{ type_float64() }})
         / sum(binned.row_count) over (partition by binned.feature_name) as row_share,
         serving_day.serving_date

@@ -282,7 +282,7 @@ final as (
     select
         per_user.model_version,
         count(*) as evaluated_users,
-        {{ k }} as k,
+        cast({{ k }} as {{ dbt.type_bigint() }}) as k,
         cast(avg(case when per_user.hits > 0 then 1.0 else 0.0 end) as {{ type_float64() }})
             as hit_rate,
         cast(avg(per_user.hits / per_user.positive_items) as {{ type_float64() }}) as recall,
