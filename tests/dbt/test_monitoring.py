@@ -35,7 +35,8 @@ candidates as (
     from {candidates} where cutoff_date = $cutoff
 ),
 popular as (
-    select known_users.user_id, item_features.item_id, 1 as source, item_features.popularity_rank as r
+    select known_users.user_id, item_features.item_id, 1 as source,
+        item_features.popularity_rank as r
     from main.known_users cross join main.item_features
     where item_features.cutoff_date = $cutoff and item_features.popularity_rank <= 2 * {k}
 ),
@@ -78,9 +79,7 @@ def _serve(path: Path, candidates: str, cutoff: date, version: str) -> None:
 
 def _shift_scoring_cutoff(path: Path, *, days: int) -> None:
     with duckdb.connect(str(path)) as connection:
-        connection.execute(
-            f"update main.scoring_candidates set cutoff_date = cutoff_date + {days}"
-        )
+        connection.execute(f"update main.scoring_candidates set cutoff_date = cutoff_date + {days}")
 
 
 def _serving_build(isolation: Isolation) -> tuple[int, str]:
@@ -176,7 +175,7 @@ def test_realised_quality_scores_the_closed_window_only(monitored: Monitored) ->
         assert row[metric] == pytest.approx(expected[metric], rel=1e-9), metric
     for metric in ("popularity_hit_rate", "popularity_recall", "popularity_ndcg"):
         assert 0.0 <= row[metric] <= 1.0
-    print(  # noqa: T201 - the figures the report quotes
+    print(
         f"realised ndcg@{K}={row['ndcg']:.4f} popularity={row['popularity_ndcg']:.4f}"
         f" hit_rate={row['hit_rate']:.4f}/{row['popularity_hit_rate']:.4f}"
         f" users={row['evaluated_users']}"
@@ -235,7 +234,7 @@ def test_drift_error_trips_on_a_drifted_feature_only(
     drifted_day = after.set_index("reference")["psi"]
     assert drifted_day["previous_serving_day"] > 0.25
     before = undrifted[undrifted["feature_name"] == DRIFTED_FEATURE]
-    print(  # noqa: T201 - the figures the report quotes
+    print(
         "psi of",
         DRIFTED_FEATURE,
         "undrifted:",

@@ -51,7 +51,9 @@ closed_days as (
         from history
     ) as served
     cross join latest_event_day
-    where served.label_window_end_date <= {{ dbt.dateadd('day', 1, 'latest_event_day.last_event_date') }}
+    where
+        served.label_window_end_date
+        <= {{ dbt.dateadd('day', 1, 'latest_event_day.last_event_date') }}
 
 ),
 
@@ -79,7 +81,11 @@ evaluated_users as (
         served_users.user_id,
         count(*) as positive_items
 
-    from (select distinct model_version, serving_date, user_id from history) as served_users
+    from (select distinct
+        model_version,
+        serving_date,
+        user_id
+    from history) as served_users
     inner join positives
         on
             served_users.serving_date = positives.serving_date
@@ -137,7 +143,7 @@ popularity_ranked as (
         from closed_days
         inner join daily_interactions
             on
-                daily_interactions.event_date < closed_days.serving_date
+                closed_days.serving_date > daily_interactions.event_date
                 and daily_interactions.event_date
                 >= {{ dbt.dateadd('day', -popularity_days, 'closed_days.serving_date') }}
         group by 1, 2
@@ -287,8 +293,10 @@ final as (
             as hit_rate,
         cast(avg(per_user.hits / per_user.positive_items) as {{ type_float64() }}) as recall,
         cast(avg(per_user.dcg / per_user.idcg) as {{ type_float64() }}) as ndcg,
-        cast(avg(case when per_user.popularity_hits > 0 then 1.0 else 0.0 end)
-            as {{ type_float64() }}) as popularity_hit_rate,
+        cast(
+            avg(case when per_user.popularity_hits > 0 then 1.0 else 0.0 end)
+            as {{ type_float64() }}
+        ) as popularity_hit_rate,
         cast(avg(per_user.popularity_hits / per_user.positive_items) as {{ type_float64() }})
             as popularity_recall,
         cast(avg(per_user.popularity_dcg / per_user.idcg) as {{ type_float64() }})
