@@ -209,10 +209,10 @@ def test_drift_error_trips_on_a_drifted_feature_only(
     assert features >= 30  # every training_examples column with the role feature
     undrifted = _frame(
         path,
-        "select feature_name, reference, psi from main.feature_drift"
+        "select feature_name, reference_population, psi from main.feature_drift"
         f" where serving_date = date '{monitored.scoring_cutoff}'",
     )
-    day_over_day = undrifted[undrifted["reference"] == "previous_serving_day"]
+    day_over_day = undrifted[undrifted["reference_population"] == "previous_serving_day"]
     assert len(day_over_day) == features
     assert day_over_day["psi"].max() == pytest.approx(0.0, abs=1e-9)
 
@@ -227,18 +227,18 @@ def test_drift_error_trips_on_a_drifted_feature_only(
     assert "feature_drift_errors_above_psi" in output
     after = _frame(
         drifted.duckdb_path,
-        "select feature_name, reference, psi from main.feature_drift"
+        "select feature_name, reference_population, psi from main.feature_drift"
         f" where serving_date = date '{monitored.scoring_cutoff}'"
         f" and feature_name = '{DRIFTED_FEATURE}'",
     )
-    drifted_day = after.set_index("reference")["psi"]
+    drifted_day = after.set_index("reference_population")["psi"]
     assert drifted_day["previous_serving_day"] > 0.25
     before = undrifted[undrifted["feature_name"] == DRIFTED_FEATURE]
     print(
         "psi of",
         DRIFTED_FEATURE,
         "undrifted:",
-        before.set_index("reference")["psi"].round(4).to_dict(),
+        before.set_index("reference_population")["psi"].round(4).to_dict(),
         "drifted:",
         drifted_day.round(4).to_dict(),
         "max undrifted day-over-day psi:",

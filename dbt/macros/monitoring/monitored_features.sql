@@ -61,10 +61,10 @@
     monitored_feature_values): for each decile, the largest value whose cumulative share of
     the population's rows falls in it, so a value spanning several deciles yields one edge.
     Weighted by row_count over distinct values, so no window runs over every row. Columns:
-    reference (the population), feature_name, bin_upper_value. -#}
+    reference_population (the population), feature_name, bin_upper_value. -#}
 {% macro decile_edges(feature_values) %}
     select
-        population as reference,
+        population as reference_population,
         feature_name,
         max(numeric_value) as bin_upper_value
     from (
@@ -85,11 +85,11 @@
 {#- Rows of `feature_values` counted per bin of each reference in `references` (a list of
     names that `edges` holds, as decile_edges gives them): a numeric value falls in bin
     1 + (edges below it), so values above the reference's maximum get a bin of their own; a
-    categorical value is its own bin; null is the bin '(null)'. Columns: reference,
+    categorical value is its own bin; null is the bin '(null)'. Columns: reference_population,
     population, feature_name, bin_key, row_count. -#}
 {% macro feature_bins(feature_values, edges, references) %}
     select
-        reference,
+        reference_population,
         population,
         feature_name,
         case
@@ -100,7 +100,7 @@
         sum(row_count) as row_count
     from (
         select
-            reference_names.reference,
+            reference_names.reference_population,
             feature_values.population,
             feature_values.feature_name,
             feature_values.is_categorical,
@@ -111,12 +111,12 @@
         from {{ feature_values }} as feature_values
         cross join (
             {%- for reference in references %}
-            select '{{ reference }}' as reference{{ ' union all' if not loop.last }}
+            select '{{ reference }}' as reference_population{{ ' union all' if not loop.last }}
             {%- endfor %}
         ) as reference_names
         left join {{ edges }} as edges
             on
-                reference_names.reference = edges.reference
+                reference_names.reference_population = edges.reference_population
                 and feature_values.feature_name = edges.feature_name
                 and edges.bin_upper_value < feature_values.numeric_value
         group by 1, 2, 3, 4, 5, 6, 7
@@ -125,12 +125,12 @@
 {% endmacro %}
 
 {#- The population stability index of each reference and feature from `shares` (columns
-    reference, feature_name, bin_key, reference_share, current_share; a bin missing on one side
-    has a null share): sum over bins of (current - reference) * ln(current / reference), each
+    reference_population, feature_name, bin_key, reference_share, current_share; a bin missing
+    on one side has a null share): sum over bins of (current - reference) * ln(current / reference), each
     share floored at 0.0001 so an empty bin counts as a large but finite shift. -#}
 {% macro population_stability_index(shares) %}
     select
-        reference,
+        reference_population,
         feature_name,
         count(*) as bins,
         sum(
@@ -140,5 +140,5 @@
                 / greatest(coalesce(reference_share, 0), 0.0001))
         ) as psi
     from {{ shares }}
-    group by reference, feature_name
+    group by reference_population, feature_name
 {% endmacro %}

@@ -70,7 +70,7 @@ split_edges as (
 previous_edges as (
 
     select
-        'previous_serving_day' as reference,
+        'previous_serving_day' as reference_population,
         feature_name,
         bin_upper_value
 
@@ -87,18 +87,23 @@ reference_edges as (
 
 ),
 
+split_bins as (
+    {{ feature_bins('training_values', 'split_edges', ['train', 'validation', 'test']) }}
+),
+
 split_shares as (
 
     select
-        reference,
+        reference_population,
         feature_name,
         bin_key,
         cast(row_count as {{ type_float64() }})
-        / sum(row_count) over (partition by reference, feature_name) as share
+        / sum(row_count) over (partition by reference_population, feature_name)
+            as row_share
 
-    from ({{ feature_bins('training_values', 'split_edges', ['train', 'validation', 'test']) }})
-        as split_bins
-    where reference = population
+    from split_bins
+    -- Each split against its own edges only.
+    where reference_population = population
 
 ),
 
@@ -107,11 +112,18 @@ reference_shares as (
     select * from split_shares
     union all
     select
-        'previous_serving_day' as reference,
+        'previous_serving_day' as reference_population,
         feature_name,
         bin_key,
-        row_share as share
+        row_share
     from previous_distributions
+
+),
+
+available_references as (
+
+    select distinct reference_population
+    from reference_shares
 
 ),
 
@@ -123,34 +135,36 @@ current_bins as (
 current_shares as (
 
     select
-        current_bins.reference,
+        current_bins.reference_population,
         current_bins.feature_name,
         current_bins.bin_key,
         cast(current_bins.row_count as {{ type_float64() }})
         / sum(current_bins.row_count) over (
-            partition by current_bins.reference, current_bins.feature_name
-        ) as share
+            partition by current_bins.reference_population, current_bins.feature_name
+        ) as row_share
 
     from current_bins
     -- A reference with no rows (no previous serving day yet, an empty split) gives no PSI.
-    inner join (select distinct reference from reference_shares) as available
-        on current_bins.reference = available.reference
+    inner join available_references
+        on current_bins.reference_population = available_references.reference_population
 
 ),
 
 shares as (
 
     select
-        coalesce(reference_shares.reference, current_shares.reference) as reference,
+        coalesce(
+            reference_shares.reference_population, current_shares.reference_population
+        ) as reference_population,
         coalesce(reference_shares.feature_name, current_shares.feature_name) as feature_name,
         coalesce(reference_shares.bin_key, current_shares.bin_key) as bin_key,
-        reference_shares.share as reference_share,
-        current_shares.share as current_share
+        reference_shares.row_share as reference_share,
+        current_shares.row_share as current_share
 
     from reference_shares
     full outer join current_shares
         on
-            reference_shares.reference = current_shares.reference
+            reference_shares.reference_population = current_shares.reference_population
             and reference_shares.feature_name = current_shares.feature_name
             and reference_shares.bin_key = current_shares.bin_key
 
@@ -164,12 +178,13 @@ final as (
 
     select
         psi.feature_name,
-        psi.reference,
+        psi.reference_population,
         psi.bins,
         psi.psi,
         serving_day.serving_date,
         case
-            when psi.reference = 'previous_serving_day' then previous_day.previous_serving_date
+            when psi.reference_population = 'previous_serving_day'
+                then previous_day.previous_serving_date
         end as reference_serving_date
 
     from psi
