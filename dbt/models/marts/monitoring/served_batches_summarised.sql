@@ -45,6 +45,13 @@ served as (
 
 ),
 
+candidate_users as (
+
+    select distinct user_id
+    from scoring_candidates
+
+),
+
 user_counts as (
 
     select
@@ -52,7 +59,7 @@ user_counts as (
         count(candidate_users.user_id) as known_users_with_candidates
 
     from known_users
-    left join (select distinct user_id from scoring_candidates) as candidate_users
+    left join candidate_users
         on known_users.user_id = candidate_users.user_id
 
 ),

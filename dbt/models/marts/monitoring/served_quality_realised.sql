@@ -35,24 +35,29 @@ latest_event_day as (
 
 ),
 
+served_days as (
+
+    select distinct
+        model_version,
+        serving_date,
+        cast({{ dbt.dateadd('day', var('label_window_days'), 'serving_date') }} as date)
+            as label_window_end_date
+
+    from history
+
+),
+
 closed_days as (
 
     select
-        served.model_version,
-        served.serving_date,
-        served.label_window_end_date
+        served_days.model_version,
+        served_days.serving_date,
+        served_days.label_window_end_date
 
-    from (
-        select distinct
-            model_version,
-            serving_date,
-            cast({{ dbt.dateadd('day', var('label_window_days'), 'serving_date') }} as date)
-                as label_window_end_date
-        from history
-    ) as served
+    from served_days
     cross join latest_event_day
     where
-        served.label_window_end_date
+        served_days.label_window_end_date
         <= {{ dbt.dateadd('day', 1, 'latest_event_day.last_event_date') }}
 
 ),
@@ -73,6 +78,17 @@ positives as (
 
 ),
 
+served_users as (
+
+    select distinct
+        model_version,
+        serving_date,
+        user_id
+
+    from history
+
+),
+
 evaluated_users as (
 
     select
@@ -81,16 +97,24 @@ evaluated_users as (
         served_users.user_id,
         count(*) as positive_items
 
-    from (select distinct
-        model_version,
-        serving_date,
-        user_id
-    from history) as served_users
+    from served_users
     inner join positives
         on
             served_users.serving_date = positives.serving_date
             and served_users.user_id = positives.user_id
-    group by 1, 2, 3
+    group by served_users.model_version, served_users.serving_date, served_users.user_id
+
+),
+
+-- The ideal list puts every positive first; their order among themselves does not matter.
+ideal_ranked as (
+
+    select
+        serving_date,
+        user_id,
+        row_number() over (partition by serving_date, user_id order by item_id) as ideal_rank
+
+    from positives
 
 ),
 
@@ -99,17 +123,11 @@ ideal_gains as (
     select
         serving_date,
         user_id,
-        sum(1.0 / (ln(position + 1) / ln(2))) as idcg
+        sum(1.0 / (ln(ideal_rank + 1) / ln(2))) as idcg
 
-    from (
-        select
-            serving_date,
-            user_id,
-            row_number() over (partition by serving_date, user_id order by item_id) as position
-        from positives
-    ) as positioned
-    where position <= {{ k }}
-    group by 1, 2
+    from ideal_ranked
+    where ideal_rank <= {{ k }}
+    group by serving_date, user_id
 
 ),
 
@@ -126,6 +144,23 @@ served_lists as (
 
 ),
 
+popularity_windowed as (
+
+    select
+        closed_days.serving_date,
+        daily_interactions.item_id,
+        count(distinct daily_interactions.user_id) as window_users
+
+    from closed_days
+    inner join daily_interactions
+        on
+            closed_days.serving_date > daily_interactions.event_date
+            and daily_interactions.event_date
+            >= {{ dbt.dateadd('day', -popularity_days, 'closed_days.serving_date') }}
+    group by closed_days.serving_date, daily_interactions.item_id
+
+),
+
 popularity_ranked as (
 
     select
@@ -135,19 +170,7 @@ popularity_ranked as (
             partition by serving_date order by window_users desc, item_id asc
         ) as popularity_rank
 
-    from (
-        select
-            closed_days.serving_date,
-            daily_interactions.item_id,
-            count(distinct daily_interactions.user_id) as window_users
-        from closed_days
-        inner join daily_interactions
-            on
-                closed_days.serving_date > daily_interactions.event_date
-                and daily_interactions.event_date
-                >= {{ dbt.dateadd('day', -popularity_days, 'closed_days.serving_date') }}
-        group by 1, 2
-    ) as windowed
+    from popularity_windowed
 
 ),
 
@@ -168,6 +191,29 @@ seen_items as (
 
 ),
 
+unseen_popularity_ranked as (
+
+    select
+        evaluated_users.serving_date,
+        evaluated_users.user_id,
+        popularity_ranked.item_id,
+        row_number() over (
+            partition by evaluated_users.serving_date, evaluated_users.user_id
+            order by popularity_ranked.popularity_rank
+        ) as recommendation_rank
+
+    from evaluated_users
+    inner join popularity_ranked
+        on evaluated_users.serving_date = popularity_ranked.serving_date
+    left join seen_items
+        on
+            evaluated_users.serving_date = seen_items.serving_date
+            and evaluated_users.user_id = seen_items.user_id
+            and popularity_ranked.item_id = seen_items.item_id
+    where seen_items.item_id is null
+
+),
+
 popularity_lists as (
 
     select
@@ -176,25 +222,7 @@ popularity_lists as (
         item_id,
         recommendation_rank
 
-    from (
-        select
-            evaluated_users.serving_date,
-            evaluated_users.user_id,
-            popularity_ranked.item_id,
-            row_number() over (
-                partition by evaluated_users.serving_date, evaluated_users.user_id
-                order by popularity_ranked.popularity_rank
-            ) as recommendation_rank
-        from evaluated_users
-        inner join popularity_ranked
-            on evaluated_users.serving_date = popularity_ranked.serving_date
-        left join seen_items
-            on
-                evaluated_users.serving_date = seen_items.serving_date
-                and evaluated_users.user_id = seen_items.user_id
-                and popularity_ranked.item_id = seen_items.item_id
-        where seen_items.item_id is null
-    ) as unseen
+    from unseen_popularity_ranked
     where recommendation_rank <= {{ k }}
 
 ),
@@ -232,7 +260,7 @@ served_gains as (
             served_lists.serving_date = positives.serving_date
             and served_lists.user_id = positives.user_id
             and served_lists.item_id = positives.item_id
-    group by 1, 2
+    group by served_lists.serving_date, served_lists.user_id
 
 ),
 
@@ -250,7 +278,7 @@ popularity_gains as (
             popularity_lists.serving_date = positives.serving_date
             and popularity_lists.user_id = positives.user_id
             and popularity_lists.item_id = positives.item_id
-    group by 1, 2
+    group by popularity_lists.serving_date, popularity_lists.user_id
 
 ),
 
