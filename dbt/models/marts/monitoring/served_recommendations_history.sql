@@ -1,6 +1,7 @@
 {{
     config(
         on_schema_change='fail',
+        full_refresh=false,
         **incremental_by_day(partition_date='serving_date', cluster_by=['model_version', 'user_id'])
     )
 }}
