@@ -37,6 +37,12 @@ RUN_TIME_VARS = {
     "as_of",
     "incremental_lookback_days",
     "recommendations_per_user",
+    # Thresholds of the monitoring tests: they judge stored rows, never shape them.
+    "monitoring_trailing_days",
+    "monitoring_quality_warn_drop",
+    "monitoring_quality_error_drop",
+    "monitoring_psi_warn",
+    "monitoring_psi_error",
 }
 
 

@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from tests.conftest import Isolation, TinyWarehouse, query, run_dbt_command
+from conftest import Isolation, TinyWarehouse, query, run_dbt_command
 
 pytestmark = pytest.mark.dbt
 
