@@ -14,7 +14,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-
 from conftest import Isolation, TinyWarehouse, query, run_dbt_command
 
 pytestmark = pytest.mark.dbt
