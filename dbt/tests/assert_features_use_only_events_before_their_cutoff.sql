@@ -1,18 +1,27 @@
 -- Point-in-time correctness: no feature row of any cutoff may rest on an event at or after
 -- that cutoff. Checked two ways: the latest event each feature row used, and a recount of
 -- every user's events straight from staging, which catches an off-by-one (`<=`) in any join.
+-- Like the generic tests, it checks only the recent cutoffs when `data_test_scope` is `recent`.
 
 with
 
 user_features as (
 
     select * from {{ ref('int_users_featurized') }}
+    {%- set recent = recent_partitions_condition(ref('int_users_featurized')) %}
+    {%- if recent %}
+    where {{ recent }}
+    {%- endif %}
 
 ),
 
 item_features as (
 
     select * from {{ ref('int_items_featurized') }}
+    {%- set recent = recent_partitions_condition(ref('int_items_featurized')) %}
+    {%- if recent %}
+    where {{ recent }}
+    {%- endif %}
 
 ),
 

@@ -181,7 +181,9 @@
 {% macro export_changes() %}
     {%- do register_raw_tables() -%}
     {%- set changes = export_changes_since_last_build() if can_query_warehouse() else [] -%}
-    {%- do print(tojson({'export_changes': changes})) -%}
+    {%- set stored = can_query_warehouse()
+        and load_relation(_provenance_model('base_app__events_validated')) is not none -%}
+    {%- do print(tojson({'export_changes': changes, 'tables_stored': stored})) -%}
 {% endmacro %}
 
 {#- A quoted SQL string literal of any text (BigQuery escapes with backslashes). -#}

@@ -3,11 +3,13 @@
         materialized = 'ephemeral',
     )
 }}
--- User-item features of every candidate at its cutoff: the user's affinity to the item's
--- category and the user's own history with the item (null for an item they never touched,
--- all candidates when `exclude_seen_items` is true). A feature model like int_users_featurized:
--- its keys (user_id, item_id, cutoff_date) and one column per feature, named `user_item_*`.
--- Ephemeral: it exists for the candidates only, and int_candidates_featurized inlines it.
+-- Every candidate with its user-item features at its cutoff: the user's affinity to the
+-- item's category and the user's own history with the item (null for an item they never
+-- touched, all candidates when `exclude_seen_items` is true). The feature model of user-item
+-- pairs: one column per feature, named `user_item_*`, beside the candidate's own columns.
+-- It carries the candidates rather than only their keys: the pairs exist only as candidates,
+-- and joining them back on (cutoff, user, item) would cost as much as the features themselves.
+-- Ephemeral: int_candidates_featurized inlines it.
 
 with
 
@@ -38,15 +40,13 @@ user_items as (
 final as (
 
     select
-        candidates.user_id,
-        candidates.item_id,
+        candidates.*,
         coalesce(affinities.affinity_share, 0) as user_item_category_share,
         affinities.affinity_rank as user_item_category_rank,
         user_items.event_count as user_item_event_count,
         user_items.interaction_weight as user_item_interaction_weight,
         {{ dbt.datediff('user_items.last_event_at', 'candidates.cutoff_date', 'day') }}
-            as user_item_days_since_last_event,
-        candidates.cutoff_date
+            as user_item_days_since_last_event
 
     from candidates
     left join item_features

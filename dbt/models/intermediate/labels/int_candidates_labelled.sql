@@ -19,7 +19,9 @@ cutoffs as (
 featurized as (
 
     select * from {{ ref('int_candidates_featurized') }}
-    where {{ cutoffs_to_rebuild(labelled_only=true) }}
+    where
+        {{ cutoffs_to_rebuild(labelled_only=true) }}
+        and cutoff_date < {{ scoring_cutoff_date() }}
 
 ),
 

@@ -17,6 +17,7 @@ cutoffs as (
 featurized as (
 
     select * from {{ ref('int_candidates_featurized') }}
+    where cutoff_date = {{ scoring_cutoff_date() }}
 
 ),
 
