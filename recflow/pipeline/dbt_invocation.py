@@ -7,6 +7,7 @@ state for the life of the process, and the report that follows opens the same Du
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import logging
 import signal
@@ -89,23 +90,38 @@ def run_dbt(settings: Settings, *args: str, quiet: bool = False) -> DbtRun:
 def build_features(settings: Settings, *, full_refresh: bool = False) -> DbtRun:
     """`dbt build` of the features, fully refreshed when asked or when the export changed where
     an incremental build would keep stored rows (dbt/macros/provenance): says why, then rebuilds
-    rather than stopping, as the build's own check would."""
+    rather than stopping, as the build's own check would. An incremental build tests only the
+    partitions it rebuilt (`data_test_scope: recent`); a full or first build tests every row."""
     if not full_refresh:
-        changes = export_changes(settings)
-        if changes:
-            print("the export changed since the last build: " + "; ".join(changes))
+        state = export_state(settings)
+        if state.changes:
+            print("the export changed since the last build: " + "; ".join(state.changes))
             print("rebuilding every table from this export (dbt build --full-refresh)")
             full_refresh = True
+        elif state.tables_stored:
+            settings = dataclasses.replace(
+                settings, dbt_vars={**settings.dbt_vars, "data_test_scope": "recent"}
+            )
     return run_dbt(settings, "build", *(("--full-refresh",) if full_refresh else ()))
 
 
-def export_changes(settings: Settings) -> list[str]:
-    """How the export differs from what the stored tables were built from (empty: nothing
-    differs, or nothing is stored yet)."""
+@dataclass(frozen=True)
+class ExportState:
+    changes: tuple[str, ...]  # how the export differs from what the stored tables were built from
+    tables_stored: bool  # whether any table is stored yet (false: the next build is the first)
+
+
+def export_state(settings: Settings) -> ExportState:
+    """What the warehouse holds against the export: its changes since the last build (empty:
+    nothing differs, or nothing is stored yet) and whether anything is stored."""
     operation = run_dbt(settings, "--quiet", "run-operation", "export_changes", quiet=True)
     for line in reversed(operation.output.splitlines()):
         if line.startswith('{"export_changes"'):
-            return list(json.loads(line)["export_changes"])
+            reported = json.loads(line)
+            return ExportState(
+                changes=tuple(reported["export_changes"]),
+                tables_stored=bool(reported["tables_stored"]),
+            )
     raise DbtFailedError(f"dbt run-operation export_changes printed no result:\n{operation.output}")
 
 
