@@ -115,22 +115,14 @@ def user_features(
     return (
         activity.join(favourite, on="user_id", how="left")
         .join(users.select("user_id", "segment", "signup_at"), on="user_id", how="left")
-        .select(
-            "user_id",
+        .with_columns(
             pl.col("segment").fill_null("unknown"),
-            "events_7d",
-            "events_28d",
-            "events_total",
-            "positive_events_28d",
-            "distinct_items_total",
-            "active_days_total",
-            "favourite_category_share",
             days_since_last_event=_days_since("last_event_at", cutoff),
             days_since_first_event=_days_since("first_event_at", cutoff),
             days_since_signup=_days_since("signup_at", cutoff),
-            last_event_at="last_event_at",
             cutoff_date=pl.lit(cutoff),
         )
+        .select(OUTPUT_COLUMNS["user_features"])
     )
 
 
