@@ -6,8 +6,8 @@ Idiomatic Polars: a lazy query from `scan_parquet` cleans the events and sums th
 item and day, collected once because every cutoff reads it; each cutoff's features are lazy
 `group_by().agg()` and joins over that table, all collected together so Polars runs them in
 parallel; co-visitation pairs each visit with the `covisit_max_positions` visits before it by
-`shift().over("user_id")` on the sorted events (what `int_item_pairs_covisited` does with
-`lag()`). Parameters come from the dbt vars in `dbt/dbt_project.yml`.
+`shift()` on the events sorted by user (what `int_item_pairs_covisited` does with `lag()`).
+Parameters come from the dbt vars in `dbt/dbt_project.yml`.
 
 Run as `python -m recflow.bench.polars_baseline --data-dir D --out-dir O`; writes the three
 feature tables as Parquet and `summary.json` (rows and seconds per phase) into O.
@@ -185,22 +185,29 @@ def item_features(
 def covisited_pairs(events: pl.LazyFrame, params: BaselineParams) -> pl.LazyFrame:
     """Co-visit counts per item, related item and day of the later visit (both directions)."""
     limit = pl.duration(minutes=params.covisit_max_minutes)
+
+    # Sorted by user, so the row `offset` back is the user's own when its user_id matches: one
+    # plain shift instead of a window per user.
+    def earlier(column: str, offset: int) -> pl.Expr:
+        same_user = pl.col("user_id").shift(offset) == pl.col("user_id")
+        return pl.when(same_user).then(pl.col(column).shift(offset))
+
     visits = (
         events.select("user_id", "item_id", "event_at")
         .sort("user_id", "event_at", "item_id")
+        # A view then a click on the same item is one visit; the same item after a pause is a
+        # new one.
         .filter(
-            # A view then a click on the same item is one visit; the same item after a pause is
-            # a new one.
-            pl.col("item_id").shift().over("user_id").is_null()
-            | (pl.col("item_id").shift().over("user_id") != pl.col("item_id"))
-            | (pl.col("event_at") > pl.col("event_at").shift().over("user_id") + limit)
+            earlier("item_id", 1).is_null()
+            | (earlier("item_id", 1) != pl.col("item_id"))
+            | (pl.col("event_at") > earlier("event_at", 1) + limit)
         )
     )
     forward = pl.concat(
         [
             visits.select(
-                item_id=pl.col("item_id").shift(offset).over("user_id"),
-                earlier_at=pl.col("event_at").shift(offset).over("user_id"),
+                item_id=earlier("item_id", offset),
+                earlier_at=earlier("event_at", offset),
                 related_item_id="item_id",
                 event_at="event_at",
             ).filter(
