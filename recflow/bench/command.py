@@ -1,7 +1,8 @@
 """`recflow bench`: generate a scale, then measure each step in its own process and write
 docs/benchmarks.md. The steps run one after another, never two at once, so each figure is its
-own: data generation, full `dbt build`, the one-scan lower bound, the pandas baseline, the
-incremental `dbt build` after appending a day, and the trainer.
+own: data generation, full `dbt build`, the one-scan lower bound, the pandas and Polars
+baselines, the incremental `dbt build` after appending a day, the trainer, and the serving
+`dbt build` that follows it as in `recflow run`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from recflow.bench import report
+from recflow.bench.baseline_common import DBT_MODELS_MIRRORED
 from recflow.bench.dataset import DatasetSummary
 from recflow.bench.measure import Measurement, StepFailedError, run_measured
-from recflow.bench.pandas_baseline import DBT_MODELS_MIRRORED
 from recflow.bench.scan import ProfileError
 from recflow.pipeline.dbt_invocation import dbt_executable
 from recflow.pipeline.settings import REPO_ROOT, Settings
@@ -38,7 +39,16 @@ from trainer.provenance import git_commit
 log = logging.getLogger(__name__)
 
 RAW_SOURCE_PREFIX = "source.recflow.app."
-VERSIONED_PACKAGES = ("python", "duckdb", "dbt-core", "dbt-duckdb", "lightgbm", "pandas", "pyarrow")
+VERSIONED_PACKAGES = (
+    "python",
+    "duckdb",
+    "dbt-core",
+    "dbt-duckdb",
+    "lightgbm",
+    "pandas",
+    "polars",
+    "pyarrow",
+)
 TOP_K = 20
 # Every step run_benchmark runs, in its order, with the name its progress lines give it: each
 # step's output goes to its own log file, so these lines are what shows how far along it is.
@@ -47,9 +57,11 @@ STEPS = {
     "dbt_build_full": "full dbt build",
     "scan": "one-scan lower bound",
     "pandas_baseline": "pandas baseline",
+    "polars_baseline": "Polars baseline",
     "append_day": "append a day",
     "dbt_build_incremental": "incremental dbt build",
     "trainer": "trainer",
+    "dbt_build_serving": "serving dbt build",
 }
 
 
@@ -108,8 +120,16 @@ class BenchPaths:
         return self.root / "dbt_target_incremental"
 
     @property
+    def serving_target(self) -> Path:
+        return self.root / "dbt_target_serving"
+
+    @property
     def pandas_dir(self) -> Path:
         return self.root / "pandas"
+
+    @property
+    def polars_dir(self) -> Path:
+        return self.root / "polars"
 
     @property
     def run_dir(self) -> Path:
@@ -129,7 +149,9 @@ class BenchPaths:
             self.held_back_file.parent,
             self.full_target,
             self.incremental_target,
+            self.serving_target,
             self.pandas_dir,
+            self.polars_dir,
             self.run_dir,
             self.results_dir,
             self.logs_dir,
@@ -230,11 +252,8 @@ def run_benchmark(config: BenchConfig) -> report.BenchResults:
         [python, "-m", "recflow.bench.scan", "--data-dir", str(paths.data_dir),
          "--result-out", str(scan_file)],
     )  # fmt: skip
-    pandas = step(
-        "pandas_baseline",
-        [python, "-m", "recflow.bench.pandas_baseline", "--data-dir", str(paths.data_dir),
-         "--out-dir", str(paths.pandas_dir)],
-    )  # fmt: skip
+    pandas = step("pandas_baseline", _baseline(python, "pandas", paths.data_dir, paths.pandas_dir))
+    polars = step("polars_baseline", _baseline(python, "polars", paths.data_dir, paths.polars_dir))
     step("append_day", [python, "-m", "recflow.bench.dataset", "append", *_data_args(paths)])
     incremental_settings = dataclasses.replace(settings, dbt_target_path=paths.incremental_target)
     incremental = step(
@@ -249,6 +268,17 @@ def run_benchmark(config: BenchConfig) -> report.BenchResults:
          "--output-dir", str(paths.run_dir), "--top-k", str(TOP_K)],
         env=incremental_settings.dbt_environment(),
     )  # fmt: skip
+    # As `recflow run` does after training: the recommendations and monitoring models, with K.
+    serving_settings = dataclasses.replace(
+        incremental_settings,
+        dbt_target_path=paths.serving_target,
+        dbt_vars={"recommendations_per_user": TOP_K},
+    )
+    serving = step(
+        "dbt_build_serving",
+        _dbt_build(serving_settings, "--selector", "serving"),
+        env=serving_settings.dbt_environment(),
+    )
     scan_result = _read_json(scan_file)
     return report.BenchResults(
         machine=describe_machine(config),
@@ -260,12 +290,15 @@ def run_benchmark(config: BenchConfig) -> report.BenchResults:
         scan_settings=scan_result["duckdb_settings"],
         pandas=pandas,
         pandas_phase_seconds=_read_json(paths.pandas_dir / "summary.json")["phase_seconds"],
+        polars=polars,
+        polars_phase_seconds=_read_json(paths.polars_dir / "summary.json")["phase_seconds"],
         mirrored_models_seconds=sum(
             m.seconds for m in full_figures.models if m.name in DBT_MODELS_MIRRORED
         ),
         incremental_build=_build_figures(incremental, paths.incremental_target),
         trainer=trainer,
         trainer_timings=_read_json(paths.run_dir / "run_metadata.json")["timings"],
+        serving_build=_build_figures(serving, paths.serving_target),
         raw_source_scans=raw_source_scans(paths.full_target / "manifest.json"),
     )
 
@@ -274,8 +307,13 @@ def _data_args(paths: BenchPaths) -> list[str]:
     return ["--data-dir", str(paths.data_dir), "--held-back-file", str(paths.held_back_file)]
 
 
+def _baseline(python: str, library: str, data_dir: Path, out_dir: Path) -> list[str]:
+    return [python, "-m", f"recflow.bench.{library}_baseline", "--data-dir", str(data_dir),
+            "--out-dir", str(out_dir)]  # fmt: skip
+
+
 def _dbt_build(settings: Settings, *extra: str) -> list[str]:
-    """`dbt build` on the default selector, as `recflow run` invokes it."""
+    """`dbt build` (default selector unless `extra` names one), as `recflow run` invokes it."""
     return [
         dbt_executable(),
         "build",
@@ -284,6 +322,7 @@ def _dbt_build(settings: Settings, *extra: str) -> list[str]:
         str(settings.dbt_project_dir),
         "--target",
         settings.dbt_target,
+        *(("--vars", json.dumps(dict(settings.dbt_vars))) if settings.dbt_vars else ()),
     ]
 
 

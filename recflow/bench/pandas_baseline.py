@@ -1,5 +1,5 @@
-"""The notebook baseline: the user, item and co-visitation features of the dbt project written the
-way a data scientist would in pandas, on the same files, to time against `dbt build`.
+"""The pandas notebook baseline: the user, item and co-visitation features of the dbt project
+written the way a data scientist would in pandas, on the same files, to time against `dbt build`.
 
 Idiomatic, not deliberately slow: `read_parquet` of the whole events file (pandas' default
 dtypes), vectorised `groupby().agg()`, one loop over the handful of cutoffs, and
@@ -8,12 +8,13 @@ positions later (an equi-join on user and visit number, then the time limit), wh
 `int_item_pairs_covisited`'s definition and stays linear in events, so it needs no per-day
 batching even at the bench scale. Parameters come from the dbt vars in `dbt/dbt_project.yml`.
 
-What it mirrors, per cutoff (`int_cutoffs_scheduled`): cleaning as staging does
-(null ids or timestamps, unknown types, future rows, exact duplicates dropped), daily user-item
-interactions, `int_users_featurized`' activity columns and favourite category, `item_features`'
-popularity windows and ranks, and `int_item_neighbours_ranked` (strongest co-visited neighbours
-over the lookback). It does not build candidates or training examples, so it does less work
-than the dbt build it is compared with.
+What it mirrors, per cutoff of `int_cutoffs_scheduled`' calendar (`DBT_MODELS_MIRRORED`, like
+for like): cleaning as staging does (null ids or timestamps, unknown types, future rows, exact
+duplicates, unknown items and users dropped), daily user-item interactions,
+`int_users_featurized` (activity, distinct items, favourite category share, ages), the
+`item_features` mart (every listed or seen item: popularity windows, all-history users, ranks,
+ages) and `int_item_neighbours_ranked` (strongest co-visited neighbours over the lookback). It
+does not build candidates or training examples; `polars_baseline` computes the same tables.
 
 Run as `python -m recflow.bench.pandas_baseline --data-dir D --out-dir O`; writes the three
 feature tables as Parquet and `summary.json` (rows and seconds per phase) into O.
@@ -21,107 +22,42 @@ feature tables as Parquet and `summary.json` (rows and seconds per phase) into O
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from recflow.pipeline.settings import REPO_ROOT
+from recflow.bench.baseline_common import (
+    OUTPUT_COLUMNS,
+    BaselineParams,
+    PhaseTimer,
+    cutoff_dates,
+    run_cli,
+    summary,
+)
 
 log = logging.getLogger(__name__)
 
-DBT_PROJECT_FILE = REPO_ROOT / "dbt" / "dbt_project.yml"
-# The dbt models whose work this baseline repeats (the rest of the build, candidates, training
-# examples and tests, it leaves out), for a like-for-like ratio beside the full build's.
-DBT_MODELS_MIRRORED = frozenset(
-    {
-        "base_app__events_validated",
-        "base_app__items_validated",
-        "base_app__users_validated",
-        "int_user_item_interactions_daily",
-        "int_cutoffs_scheduled",
-        "int_user_category_affinities",
-        "int_users_featurized",
-        "int_item_popularity_ranked",
-        "int_items_featurized",
-        "item_features",
-        "int_item_pairs_covisited",
-        "int_item_neighbours_ranked",
-    }
-)
 
-
-@dataclass(frozen=True)
-class BaselineParams:
-    """The dbt vars the features depend on."""
-
-    event_weights: Mapping[str, float]
-    positive_event_types: frozenset[str]
-    cutoff_interval_days: int
-    train_cutoff_count: int
-    min_history_days: int
-    popularity_windows_days: tuple[int, ...]
-    popularity_rank_window_days: int
-    category_affinity_lookback_days: int
-    covisit_max_positions: int
-    covisit_max_minutes: int
-    covisit_lookback_days: int
-    covisit_neighbours_per_item: int
-
-    @classmethod
-    def from_dbt_project(cls, path: Path = DBT_PROJECT_FILE) -> BaselineParams:
-        dbt_vars: dict[str, Any] = yaml.safe_load(path.read_text())["vars"]
-        event_types = dbt_vars["event_types"]
-        return cls(
-            event_weights={name: float(c["weight"]) for name, c in event_types.items()},
-            positive_event_types=frozenset(n for n, c in event_types.items() if c["is_positive"]),
-            # Fixed in the dbt project (int_item_popularity_ranked).
-            popularity_windows_days=(1, 7, 28),
-            **{
-                name: int(dbt_vars[name])
-                for name in (
-                    "cutoff_interval_days",
-                    "train_cutoff_count",
-                    "min_history_days",
-                    "popularity_rank_window_days",
-                    "category_affinity_lookback_days",
-                    "covisit_max_positions",
-                    "covisit_max_minutes",
-                    "covisit_lookback_days",
-                    "covisit_neighbours_per_item",
-                )
-            },
-        )
-
-
-class PhaseTimer:
-    """Seconds per named phase, logged as each ends."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        self.seconds[name] = round(time.perf_counter() - started, 3)
-        log.info("%s: %.1f s", name, self.seconds[name])
-
-
-def clean_events(events: pd.DataFrame, params: BaselineParams, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Staging's rules: drop rows missing an id or timestamp, unknown types, future rows and
-    exact duplicates; add weight, positive flag and the UTC day."""
+def clean_events(
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    params: BaselineParams,
+    as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """Staging's rules: drop rows missing an id or timestamp, unknown types, future rows, exact
+    duplicates and events of items or users the tables do not list; add weight, positive flag
+    and the UTC day."""
     events = events.dropna(subset=["user_id", "item_id", "event_at"])
-    events = events[events["event_type"].isin(params.event_weights) & (events["event_at"] <= as_of)]
+    events = events[
+        events["event_type"].isin(params.event_weights)
+        & (events["event_at"] <= as_of)
+        & events["item_id"].isin(items["item_id"])
+        & events["user_id"].isin(users["user_id"])
+    ]
     events = events.drop_duplicates()
     return events.assign(
         event_weight=events["event_type"].map(params.event_weights),
@@ -144,19 +80,17 @@ def daily_interactions(events: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def cutoff_dates(daily: pd.DataFrame, params: BaselineParams) -> list[pd.Timestamp]:
-    """Weekly cutoffs back from the day after the last event, with enough history before."""
-    scoring = daily["event_date"].max() + pd.Timedelta(days=1)
-    earliest = daily["event_date"].min() + pd.Timedelta(days=params.min_history_days)
-    cutoffs = (
-        scoring - pd.Timedelta(days=params.cutoff_interval_days * k)
-        for k in range(params.train_cutoff_count + 3)
-    )
-    return sorted(c for c in cutoffs if c >= earliest)
+def _days_between(earlier: pd.Series, cutoff: pd.Timestamp) -> pd.Series:
+    """Whole days from the UTC day of `earlier` to the cutoff, as dbt.datediff counts them."""
+    return (cutoff - earlier.dt.floor("D")).dt.days
 
 
 def user_features(
-    before: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, params: BaselineParams
+    before: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    params: BaselineParams,
 ) -> pd.DataFrame:
     """One cutoff's user features from the daily interactions before it (with `days_ago`)."""
     recent = before["days_ago"] <= 28
@@ -172,8 +106,6 @@ def user_features(
             events_28d=("events_28d", "sum"),
             events_total=("event_count", "sum"),
             positive_events_28d=("positive_events_28d", "sum"),
-            positive_events_total=("positive_event_count", "sum"),
-            interaction_weight_total=("interaction_weight", "sum"),
             distinct_items_total=("item_id", "nunique"),
             active_days_total=("event_date", "nunique"),
             first_event_at=("first_event_at", "min"),
@@ -191,40 +123,80 @@ def user_features(
     affinity["share"] = affinity["interaction_weight"] / affinity.groupby("user_id")[
         "interaction_weight"
     ].transform("sum")
-    favourite = (
+    favourite_share = (
         affinity.sort_values(["user_id", "interaction_weight", "category"], ascending=[1, 0, 1])
         .drop_duplicates("user_id")
-        .set_index("user_id")[["category", "share"]]
-        .rename(columns={"category": "favourite_category", "share": "favourite_category_share"})
+        .set_index("user_id")["share"]
+        .rename("favourite_category_share")
     )
-    # As int_users_featurized: a user with no event in the affinity lookback has category 'unknown'.
-    joined = activity.join(favourite).join(users.set_index("user_id"))
-    return joined.fillna({"favourite_category": "unknown"}).reset_index()
+    joined = (
+        activity.join(favourite_share).join(users.set_index("user_id")[["segment", "signup_at"]])
+    ).reset_index()
+    return pd.DataFrame(
+        {
+            "user_id": joined["user_id"],
+            "segment": joined["segment"].fillna("unknown"),
+            "events_7d": joined["events_7d"],
+            "events_28d": joined["events_28d"],
+            "events_total": joined["events_total"],
+            "positive_events_28d": joined["positive_events_28d"],
+            "distinct_items_total": joined["distinct_items_total"],
+            "active_days_total": joined["active_days_total"],
+            "favourite_category_share": joined["favourite_category_share"],
+            "days_since_last_event": _days_between(joined["last_event_at"], cutoff),
+            "days_since_first_event": _days_between(joined["first_event_at"], cutoff),
+            "days_since_signup": _days_between(joined["signup_at"], cutoff),
+            "last_event_at": joined["last_event_at"],
+        }
+    )
 
 
 def item_features(
-    before: pd.DataFrame, items: pd.DataFrame, params: BaselineParams
+    before: pd.DataFrame, items: pd.DataFrame, cutoff: pd.Timestamp, params: BaselineParams
 ) -> pd.DataFrame:
-    """One cutoff's item popularity over the windows, with overall and category ranks."""
+    """One cutoff's item features (the `item_features` mart): every item listed before the cutoff
+    or seen before it, its popularity over the windows and all history, and its ranks."""
     windows = params.popularity_windows_days
+    seen = before.groupby("item_id").agg(
+        users_total=("user_id", "nunique"), last_event_at=("last_event_at", "max")
+    )
     longest = before[before["days_ago"] <= max(windows)]
-    features = longest.groupby("item_id").agg(
-        events=("event_count", "sum"),
-        positive_events=("positive_event_count", "sum"),
-        last_event_at=("last_event_at", "max"),
+    seen = seen.join(
+        longest.groupby("item_id").agg(
+            events_28d=("event_count", "sum"),
+            positive_events_28d=("positive_event_count", "sum"),
+        )
     )
     for window in windows:
         in_window = longest[longest["days_ago"] <= window]
-        features[f"users_{window}d"] = in_window.groupby("item_id")["user_id"].nunique()
-    features = features.fillna(0).join(items.set_index("item_id")[["category"]]).reset_index()
-    features["category"] = features["category"].fillna("unknown")
-    features["positive_rate"] = features["positive_events"] / features["events"]
-    by_popularity = features.sort_values(
-        [f"users_{params.popularity_rank_window_days}d", "item_id"], ascending=[False, True]
+        seen[f"users_{window}d"] = in_window.groupby("item_id")["user_id"].nunique()
+    catalogue = items.set_index("item_id")
+    seen = seen.fillna(0).join(catalogue[["category"]]).reset_index()
+    seen["category"] = seen["category"].fillna("unknown")
+    rank_by = [f"users_{params.popularity_rank_window_days}d", "item_id"]
+    seen = seen.sort_values(rank_by, ascending=[False, True])
+    seen["popularity_rank"] = range(1, len(seen) + 1)
+    seen["category_popularity_rank"] = seen.groupby("category").cumcount() + 1
+    seen = seen.sort_values(["users_total", "item_id"], ascending=[False, True])
+    seen["popularity_all_rank"] = range(1, len(seen) + 1)
+    listed = items.loc[items["created_at"].isna() | (items["created_at"] < cutoff), "item_id"]
+    every = pd.Index(listed).union(pd.Index(seen["item_id"]))
+    features = (
+        pd.DataFrame({"item_id": every})
+        .merge(seen.drop(columns="category"), on="item_id", how="left")
+        .merge(items[["item_id", "category", "created_at"]], on="item_id", how="left")
     )
-    by_popularity["popularity_rank"] = range(1, len(by_popularity) + 1)
-    by_popularity["category_popularity_rank"] = by_popularity.groupby("category").cumcount() + 1
-    return by_popularity
+    counts = ["users_1d", "users_7d", "users_28d", "users_total", "events_28d"]
+    features[[*counts, "positive_events_28d"]] = features[[*counts, "positive_events_28d"]].fillna(
+        0
+    )
+    features["category"] = features["category"].fillna("unknown")
+    features["positive_rate_28d"] = features["positive_events_28d"] / features["events_28d"].where(
+        features["events_28d"] > 0
+    )
+    features["days_since_created"] = _days_between(features["created_at"], cutoff)
+    features["days_since_last_event"] = _days_between(features["last_event_at"], cutoff)
+    return features.drop(columns="created_at")
 
 
 def covisited_pairs(events: pd.DataFrame, params: BaselineParams) -> pd.DataFrame:
@@ -296,24 +268,31 @@ def build_features(data_dir: Path, out_dir: Path, params: BaselineParams) -> dic
         items = pd.read_parquet(data_dir / "items.parquet")
         users = pd.read_parquet(data_dir / "users.parquet")
     with timer.phase("clean_and_daily"):
-        events = clean_events(events, params, pd.Timestamp.now(tz="UTC"))
+        events = clean_events(events, items, users, params, pd.Timestamp.now(tz="UTC"))
         daily = daily_interactions(events)
-        cutoffs = cutoff_dates(daily, params)
+        cutoffs = cutoff_dates(
+            daily["event_date"].min().date(), daily["event_date"].max().date(), params
+        )
     user_frames, item_frames = [], []
     with timer.phase("user_and_item_features"):
         for cutoff in cutoffs:
-            before = daily[daily["event_date"] < cutoff]
-            before = before.assign(days_ago=(cutoff - before["event_date"]).dt.days)
+            at = pd.Timestamp(cutoff, tz="UTC")
+            before = daily[daily["event_date"] < at]
+            before = before.assign(days_ago=(at - before["event_date"]).dt.days)
             user_frames.append(
-                user_features(before, items, users, params).assign(cutoff_date=cutoff)
+                user_features(before, items, users, at, params).assign(cutoff_date=cutoff)
             )
-            item_frames.append(item_features(before, items, params).assign(cutoff_date=cutoff))
+            item_frames.append(item_features(before, items, at, params).assign(cutoff_date=cutoff))
     with timer.phase("covisitation"):
         covisits = covisited_pairs(events, params)
         neighbours = pd.concat(
-            [item_neighbours(covisits, s, params).assign(cutoff_date=s) for s in cutoffs],
+            [
+                item_neighbours(covisits, pd.Timestamp(c, tz="UTC"), params).assign(cutoff_date=c)
+                for c in cutoffs
+            ],
             ignore_index=True,
         )
+        neighbours["last_covisit_date"] = neighbours["last_covisit_date"].dt.date
     outputs = {
         "user_features": pd.concat(user_frames, ignore_index=True),
         "item_features": pd.concat(item_frames, ignore_index=True),
@@ -322,25 +301,17 @@ def build_features(data_dir: Path, out_dir: Path, params: BaselineParams) -> dic
     with timer.phase("write"):
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, frame in outputs.items():
-            frame.to_parquet(out_dir / f"{name}.parquet", index=False)
-    return {
-        "rows": {"events": len(events), **{name: len(f) for name, f in outputs.items()}},
-        "cutoffs": [s.date().isoformat() for s in cutoffs],
-        "phase_seconds": timer.seconds,
-    }
+            frame[list(OUTPUT_COLUMNS[name])].to_parquet(out_dir / f"{name}.parquet", index=False)
+    return summary(len(events), {name: len(f) for name, f in outputs.items()}, cutoffs, timer)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m recflow.bench.pandas_baseline", description=__doc__
+    return run_cli(
+        argv,
+        prog="python -m recflow.bench.pandas_baseline",
+        description=__doc__,
+        build=build_features,
     )
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--out-dir", type=Path, required=True)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    summary = build_features(args.data_dir, args.out_dir, BaselineParams.from_dbt_project())
-    (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":
