@@ -219,3 +219,7 @@ def test_a_daily_run_reads_only_the_rebuilt_cutoffs(
     assert scoring.daily_logical == scoring.full_logical
     assert tiny_estimate.total("daily_logical") < tiny_estimate.total("full_logical")
     assert all(row.note == "" for row in tiny_estimate.rows)
+    assert tiny_estimate.pruned_reads > 0
+    assert f"{tiny_estimate.pruned_reads} reads of incremental models" in "\n".join(
+        render_markdown(tiny_estimate)
+    )
