@@ -443,7 +443,7 @@ def render_markdown(estimate: BigQueryBytes) -> list[str]:
         if full
         else "| **total** | | - | - | - | | |",
         "",
-        f"Before the 10 MB minimums: {format_bytes(estimate.total('full_logical'))} for a full "
+        f"Before the 10 MiB minimums: {format_bytes(estimate.total('full_logical'))} for a full "
         f"build, {format_bytes(estimate.total('daily_logical'))} for a daily run. At "
         f"${rate:.2f} per TiB: "
         f"{format_usd(estimate_usd(full, rate))} per full build, "
