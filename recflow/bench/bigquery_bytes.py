@@ -1,19 +1,20 @@
 """BigQuery bytes on paper: what each model's query would bill in a full build and in a daily
-incremental run, from the DuckDB build's tables, so the benchmark shows what the daily design saves.
+incremental run, from the DuckDB build's tables, so the benchmark shows what the daily design
+saves.
 
-BigQuery on demand bills the logical bytes of the columns a query references in the partitions it
-reads, at least 10 MB per table referenced. Per non-null value: INT64, FLOAT64, DATE, DATETIME,
-TIME, TIMESTAMP 8 bytes, BOOL 1, NUMERIC 16, STRING and BYTES 2 + the UTF-8 size; NULL 0
-(BigQuery's "data size calculation"). The columns come from each model's compiled SQL (the
+BigQuery on demand bills the logical bytes of the columns a query references in the partitions
+it reads, at least 10 MB per table referenced. Per non-null value: INT64, FLOAT64, DATE,
+DATETIME, TIME, TIMESTAMP 8 bytes, BOOL 1, NUMERIC 16, STRING and BYTES 2 + the UTF-8 size; NULL
+0 (BigQuery's "data size calculation"). The columns come from each model's compiled SQL (the
 incremental DuckDB build's manifest) parsed with sqlglot, views inlined (BigQuery bills a view's
 tables) and unused columns and filters pushed down as BigQuery does; a query sqlglot cannot
 resolve counts every column of the tables it reads. A table is partitioned on the
 `partition_date` its config names (`incremental_by_cutoff`: `cutoff_date`). A full build reads
 every partition; in a daily run an incremental model reads only the partitions its compiled
 filters on the parent's partition column keep (`cutoffs_to_rebuild()` and
-`incremental_window_start()` compile to literal dates, which BigQuery prunes on), a table model
-reads what it reads in a full build. Not counted: dbt's merge statements, bound queries, hooks,
-data tests.
+`incremental_window_start()` compile to literal dates, which BigQuery prunes on); a table
+model's literal filters on a partition column (`scoring_cutoff_date()`) prune in both builds.
+Not counted: dbt's merge statements, bound queries, hooks, data tests.
 """
 
 from __future__ import annotations
@@ -301,11 +302,17 @@ def estimate(
             daily: list[int] = []
             for read in reads:
                 parts = sizes[read.key]
-                full.append(logical_bytes(parts, read.columns))
-                if relation.materialized == "incremental" and read.partition_filter:
+                if read.partition_filter:
                     kept = _kept_partitions(connection, read, known[read.key].partition_column)
-                    parts = {part: size for part, size in parts.items() if part in kept}
-                daily.append(logical_bytes(parts, read.columns))
+                    pruned = {part: size for part, size in parts.items() if part in kept}
+                    # A table model's filters hold in every build (scoring_candidates reads the
+                    # scoring cutoff only); an incremental model's bounds only in a daily run.
+                    if relation.materialized == "table":
+                        parts = pruned
+                full.append(logical_bytes(parts, read.columns))
+                daily.append(
+                    logical_bytes(pruned if read.partition_filter else parts, read.columns)
+                )
             rows.append(
                 ModelBytes(
                     relation.name,
@@ -414,8 +421,9 @@ def render_markdown(estimate: BigQueryBytes) -> list[str]:
         "build's tables: the logical bytes of the columns it references (views read through to "
         "their tables) in the partitions it reads, at least 10 MiB per table read. Per non-null "
         "value: INT64, FLOAT64, DATE, TIMESTAMP 8 bytes, BOOL 1, NUMERIC 16, STRING 2 + UTF-8 "
-        "length; NULL 0. A full build reads every partition. In a daily run a table model reads "
-        "what it reads in a full build; an incremental model reads the partitions that the "
+        "length; NULL 0. A full build reads every partition a model's literal filters keep (a "
+        "table model reads the same in a daily run); an incremental model reads the partitions "
+        "that the "
         "filters on the parent's partition column in the incremental build's compiled SQL keep "
         "(`cutoffs_to_rebuild()`, `incremental_window_start()`; pushed through CTEs and views, "
         f"not across join keys; {pruned}). By the macro's rule on `int_cutoffs_scheduled`, "

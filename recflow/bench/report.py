@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from recflow.bench.bigquery_bytes import BigQueryBytes
+from recflow.bench.bigquery_bytes import render_markdown as render_bigquery_bytes
 from recflow.bench.dataset import DatasetSummary
 from recflow.bench.measure import Measurement
 
@@ -75,6 +77,7 @@ class BenchResults:
     trainer_timings: Mapping[str, float]
     serving_build: DbtBuildFigures  # `dbt build --selector serving` after the trainer
     raw_source_scans: Mapping[str, int]  # raw source name -> scans per full build
+    bigquery_bytes: BigQueryBytes | None = None  # on paper: each model's bytes, full vs daily
 
     @property
     def pipeline_steps(self) -> tuple[Measurement, ...]:
@@ -295,6 +298,7 @@ def render_markdown(results: BenchResults) -> str:
             ("source", "scans"),
             [(name, str(count)) for name, count in sorted(results.raw_source_scans.items())],
         ),
+        *(["", *render_bigquery_bytes(results.bigquery_bytes)] if results.bigquery_bytes else []),
         END_MARKER,
     ]
     return "\n".join(lines) + "\n"

@@ -91,7 +91,8 @@ def build_features(settings: Settings, *, full_refresh: bool = False) -> DbtRun:
     """`dbt build` of the features, fully refreshed when asked or when the export changed where
     an incremental build would keep stored rows (dbt/macros/provenance): says why, then rebuilds
     rather than stopping, as the build's own check would. An incremental build tests only the
-    partitions it rebuilt (`data_test_scope: recent`); a full or first build tests every row."""
+    partitions it rebuilt (`data_test_scope: recent`, unless the run's vars say otherwise); a
+    full or first build tests every row."""
     if not full_refresh:
         state = export_state(settings)
         if state.changes:
@@ -100,7 +101,7 @@ def build_features(settings: Settings, *, full_refresh: bool = False) -> DbtRun:
             full_refresh = True
         elif state.tables_stored:
             settings = dataclasses.replace(
-                settings, dbt_vars={**settings.dbt_vars, "data_test_scope": "recent"}
+                settings, dbt_vars={"data_test_scope": "recent", **settings.dbt_vars}
             )
     return run_dbt(settings, "build", *(("--full-refresh",) if full_refresh else ()))
 

@@ -16,6 +16,9 @@ import duckdb
 import pytest
 from conftest import Isolation, TinyWarehouse, run_dbt_command, scalar
 
+from recflow.pipeline.dbt_invocation import build_features
+from recflow.pipeline.settings import Settings
+
 pytestmark = pytest.mark.dbt
 
 MODEL = "int_users_featurized"
@@ -32,9 +35,17 @@ def _copy(tiny_warehouse: TinyWarehouse, work_dir: Path) -> Isolation:
 def _duplicate_a_row(isolation: Isolation, cutoff_sql: str) -> None:
     with duckdb.connect(str(isolation.duckdb_path)) as connection:
         connection.execute(
-            f"insert into {MODEL} select * from {MODEL} "
-            f"where cutoff_date = ({cutoff_sql}) limit 1"
+            f"insert into {MODEL} select * from {MODEL} where cutoff_date = ({cutoff_sql}) limit 1"
         )
+
+
+def _uniqueness_test_sql(isolation: Isolation) -> str:
+    """The compiled uniqueness test of the last dbt invocation (run_results.json)."""
+    results = json.loads((isolation.target_path / "run_results.json").read_text())
+    (compiled,) = (
+        r["compiled_code"] for r in results["results"] if UNIQUENESS_TEST in r["unique_id"]
+    )
+    return compiled
 
 
 def _uniqueness_test_fails(isolation: Isolation, *args: str) -> bool:
@@ -72,10 +83,7 @@ def test_a_full_refresh_tests_whole_tables_whatever_the_scope(
             *refresh,
         )  # fmt: skip
         assert result.returncode == 0, result.output
-        results = json.loads((isolation.target_path / "run_results.json").read_text())
-        (compiled,) = (
-            r["compiled_code"] for r in results["results"] if UNIQUENESS_TEST in r["unique_id"]
-        )
+        compiled = _uniqueness_test_sql(isolation)
         assert ("max(cutoff_date)" in compiled) is filtered, compiled
 
 
@@ -94,3 +102,15 @@ def test_an_unknown_scope_names_the_var(tiny_warehouse: TinyWarehouse, tmp_path:
     )
     assert result.returncode != 0
     assert "data_test_scope must be 'all' or 'recent'" in result.output
+
+
+def test_recflow_builds_a_stored_warehouse_testing_recent_partitions_only(
+    tiny_warehouse: TinyWarehouse, tmp_path: Path
+) -> None:
+    """build_features, which `recflow run` and `ct` call: incremental on an unchanged export."""
+    isolation = _copy(tiny_warehouse, tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in isolation.env_vars().items():
+            patch.setenv(name, value)
+        build_features(Settings.from_env(data_dir=tiny_warehouse.data_dir))
+    assert "max(cutoff_date)" in _uniqueness_test_sql(isolation)

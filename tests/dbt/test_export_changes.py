@@ -37,6 +37,8 @@ RUN_TIME_VARS = {
     "as_of",
     "incremental_lookback_days",
     "recommendations_per_user",
+    # Which partitions the data tests read (dbt/macros/testing): judges rows, never shapes them.
+    "data_test_scope",
     # Thresholds of the monitoring tests: they judge stored rows, never shape them.
     "monitoring_trailing_days",
     "monitoring_quality_warn_drop",
