@@ -31,7 +31,7 @@ import pandas as pd
 from trainer import baselines, ordering, serving
 from trainer.columns import CUTOFF_DATE, ITEM_ID, USER_ID
 from trainer.feature_spec import FeatureSpec
-from trainer.intervals import bootstrap_intervals, paired_difference
+from trainer.intervals import bootstrap_interval_sets, paired_differences
 from trainer.metrics import per_user_metrics, ranking_metrics
 
 log = logging.getLogger(__name__)
@@ -165,13 +165,14 @@ def evaluate(
             all_candidates, segment_positives, ks=[max_candidates], catalogue_size=catalogue_size
         )[f"recall@{max_candidates}"]
     per_user = per_user_by_ranker(lists, query_positives, ks=ks)
+    intervals, model_against = segment_bootstraps(per_user, metric=f"ndcg@{min(ks)}")
     return Evaluation(
         metrics=metrics,
         candidate_recall=candidate_recall,
         test_recommendations=served["model"],
         per_user=per_user,
-        intervals=segment_intervals(per_user),
-        model_against=model_against_rankers(per_user, metric=f"ndcg@{min(ks)}"),
+        intervals=intervals,
+        model_against=model_against,
     )
 
 
@@ -242,23 +243,6 @@ def baseline_lists(
     )
 
 
-def model_against_rankers(
-    per_user: dict[str, pd.DataFrame], *, metric: str
-) -> dict[str, dict[str, dict[str, float]]]:
-    """segment -> ranker -> the paired difference of `metric` (model minus ranker) over the
-    segment's users, with its 95% bootstrap interval: does the model beat it beyond noise?"""
-    model = per_user["model"]
-    result: dict[str, dict[str, dict[str, float]]] = {}
-    for segment in SEGMENTS:
-        users = in_segment(model, segment)
-        result[segment] = {
-            name: paired_difference(users[metric], in_segment(frame, segment)[metric]).to_json()
-            for name, frame in per_user.items()
-            if name != "model" and len(users)
-        }
-    return result
-
-
 def per_user_by_ranker(
     lists: dict[str, pd.DataFrame], positives: pd.DataFrame, *, ks: Sequence[int]
 ) -> dict[str, pd.DataFrame]:
@@ -280,11 +264,19 @@ def in_segment(per_user: pd.DataFrame, segment: str) -> pd.DataFrame:
     raise ValueError(f"unknown segment {segment!r}; expected one of {', '.join(SEGMENTS)}")
 
 
-def segment_intervals(
-    per_user: dict[str, pd.DataFrame],
-) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """segment -> ranker -> metric -> [low, high], every ranker on the same resampled users."""
-    result: dict[str, dict[str, dict[str, list[float]]]] = {}
+def segment_bootstraps(
+    per_user: dict[str, pd.DataFrame], *, metric: str
+) -> tuple[dict[str, dict[str, dict[str, list[float]]]], dict[str, dict[str, dict[str, float]]]]:
+    """Per segment, every ranker's 95% bootstrap intervals and the model against each ranker.
+
+    The first result is segment -> ranker -> metric -> [low, high], every ranker on the same
+    resampled users; the second segment -> ranker -> the paired difference of `metric` (model
+    minus ranker) over the segment's users with its 95% interval: does the model beat it beyond
+    noise? All of a segment's intervals are computed from one draw of its users, each exactly
+    what `bootstrap_intervals` and `paired_difference` give on their own.
+    """
+    intervals: dict[str, dict[str, dict[str, list[float]]]] = {}
+    model_against: dict[str, dict[str, dict[str, float]]] = {}
     for segment in SEGMENTS:
         rows = pd.concat(
             {
@@ -293,7 +285,19 @@ def segment_intervals(
             },
             axis=1,
         )
-        result[segment] = {name: {} for name in per_user}
-        for (name, metric), interval in bootstrap_intervals(rows).items():
-            result[segment][name][metric] = [interval.low, interval.high]
-    return result
+        model = in_segment(per_user["model"], segment)[metric]
+        others = [name for name in per_user if name != "model"] if len(model) else []
+        differences = [
+            pd.DataFrame(
+                {"value": paired_differences(model, in_segment(per_user[name], segment)[metric])}
+            )
+            for name in others
+        ]
+        by_ranker, *against = bootstrap_interval_sets([rows, *differences])
+        intervals[segment] = {name: {} for name in per_user}
+        for (name, ranker_metric), interval in by_ranker.items():
+            intervals[segment][name][ranker_metric] = [interval.low, interval.high]
+        model_against[segment] = {
+            name: result["value"].to_json() for name, result in zip(others, against, strict=True)
+        }
+    return intervals, model_against
