@@ -32,7 +32,7 @@ from trainer import baselines, ordering, serving
 from trainer.columns import CUTOFF_DATE, ITEM_ID, USER_ID
 from trainer.feature_spec import FeatureSpec
 from trainer.intervals import bootstrap_interval_sets, paired_differences
-from trainer.metrics import per_user_metrics, ranking_metrics
+from trainer.metrics import ScoredLists, score_lists
 
 log = logging.getLogger(__name__)
 
@@ -145,26 +145,29 @@ def evaluate(
     query_positives = queries.keyed(positives)
     catalogue_size = int(item_features[ITEM_ID].nunique())
 
-    warm_queries = set(query_positives.loc[query_positives[WARM_USER], USER_ID])
-    segments = {
-        "warm_users": query_positives[query_positives[USER_ID].isin(warm_queries)],
-        "all_users": query_positives,
-    }
+    warm_queries = pd.unique(query_positives.loc[query_positives[WARM_USER], USER_ID])
     candidates = queries.keyed(test_rows[test_rows[CUTOFF_DATE].isin(cutoffs)])
     keys = RankingKeys.of(candidates)
     max_candidates = int(np.bincount(keys.user_codes).max()) if len(candidates) else 1
     all_candidates = keys.ranked_lists(SCORE, k=max_candidates, descending=True)
+    # Each ranker's lists are scored once against every query's positives; a segment's metrics
+    # are the summary over its users, exactly ranking_metrics on the segment's positives.
+    scored = {name: score_lists(ranked, query_positives, ks=ks) for name, ranked in lists.items()}
+    scored_candidates = score_lists(all_candidates, query_positives, ks=[max_candidates])
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     candidate_recall: dict[str, float] = {}
-    for segment, segment_positives in segments.items():
+    for segment in SEGMENTS:
         metrics[segment] = {
-            name: ranking_metrics(ranked, segment_positives, ks=ks, catalogue_size=catalogue_size)
-            for name, ranked in lists.items()
+            name: result.summary(
+                catalogue_size=catalogue_size, users=_segment_mask(result, segment, warm_queries)
+            )
+            for name, result in scored.items()
         }
-        candidate_recall[segment] = ranking_metrics(
-            all_candidates, segment_positives, ks=[max_candidates], catalogue_size=catalogue_size
+        candidate_recall[segment] = scored_candidates.summary(
+            catalogue_size=catalogue_size,
+            users=_segment_mask(scored_candidates, segment, warm_queries),
         )[f"recall@{max_candidates}"]
-    per_user = per_user_by_ranker(lists, query_positives, ks=ks)
+    per_user = _per_user_frames(scored, warm_queries)
     intervals, model_against = segment_bootstraps(per_user, metric=f"ndcg@{min(ks)}")
     return Evaluation(
         metrics=metrics,
@@ -248,11 +251,27 @@ def per_user_by_ranker(
 ) -> dict[str, pd.DataFrame]:
     """Each ranker's per-user metrics over every user with a positive, flagged warm or not."""
     warm_users = pd.unique(positives.loc[positives[WARM_USER], USER_ID])
+    scored = {name: score_lists(ranked, positives, ks=ks) for name, ranked in lists.items()}
+    return _per_user_frames(scored, warm_users)
+
+
+def _per_user_frames(
+    scored: dict[str, ScoredLists], warm_users: np.ndarray
+) -> dict[str, pd.DataFrame]:
     frames = {}
-    for name, ranked in lists.items():
-        frame = per_user_metrics(ranked, positives, ks=ks)
+    for name, result in scored.items():
+        frame = result.per_user_frame()
         frames[name] = frame.assign(**{WARM_USER: frame.index.isin(warm_users)})
     return frames
+
+
+def _segment_mask(scored: ScoredLists, segment: str, warm_users: np.ndarray) -> np.ndarray | None:
+    """Which of the scored users are in `segment` (None: all of them)."""
+    if segment == "warm_users":
+        return pd.Index(scored.users).isin(warm_users)
+    if segment == "all_users":
+        return None
+    raise ValueError(f"unknown segment {segment!r}; expected one of {', '.join(SEGMENTS)}")
 
 
 def in_segment(per_user: pd.DataFrame, segment: str) -> pd.DataFrame:
