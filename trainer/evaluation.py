@@ -145,7 +145,9 @@ def evaluate(
     query_positives = queries.keyed(positives)
     catalogue_size = int(item_features[ITEM_ID].nunique())
 
-    warm_queries = pd.unique(query_positives.loc[query_positives[WARM_USER], USER_ID])
+    warm_queries = np.asarray(
+        pd.unique(query_positives.loc[query_positives[WARM_USER], USER_ID]), dtype=object
+    )
     candidates = queries.keyed(test_rows[test_rows[CUTOFF_DATE].isin(cutoffs)])
     keys = RankingKeys.of(candidates)
     max_candidates = int(np.bincount(keys.user_codes).max()) if len(candidates) else 1
@@ -250,7 +252,7 @@ def per_user_by_ranker(
     lists: dict[str, pd.DataFrame], positives: pd.DataFrame, *, ks: Sequence[int]
 ) -> dict[str, pd.DataFrame]:
     """Each ranker's per-user metrics over every user with a positive, flagged warm or not."""
-    warm_users = pd.unique(positives.loc[positives[WARM_USER], USER_ID])
+    warm_users = np.asarray(pd.unique(positives.loc[positives[WARM_USER], USER_ID]), dtype=object)
     scored = {name: score_lists(ranked, positives, ks=ks) for name, ranked in lists.items()}
     return _per_user_frames(scored, warm_users)
 
@@ -261,17 +263,23 @@ def _per_user_frames(
     frames = {}
     for name, result in scored.items():
         frame = result.per_user_frame()
-        frames[name] = frame.assign(**{WARM_USER: frame.index.isin(warm_users)})
+        frames[name] = frame.assign(**{WARM_USER: _is_in(frame.index, warm_users)})
     return frames
 
 
 def _segment_mask(scored: ScoredLists, segment: str, warm_users: np.ndarray) -> np.ndarray | None:
     """Which of the scored users are in `segment` (None: all of them)."""
     if segment == "warm_users":
-        return pd.Index(scored.users).isin(warm_users)
+        return _is_in(scored.users, warm_users)
     if segment == "all_users":
         return None
     raise ValueError(f"unknown segment {segment!r}; expected one of {', '.join(SEGMENTS)}")
+
+
+def _is_in(ids: pd.Index | np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Whether each id is one of `wanted` (an object array), as a hash lookup on objects: the
+    isin of a pandas string index makes a Python object per wanted value on every call."""
+    return pd.Index(np.asarray(ids, dtype=object), dtype=object).isin(wanted)
 
 
 def in_segment(per_user: pd.DataFrame, segment: str) -> pd.DataFrame:
