@@ -337,14 +337,22 @@ def _item_knn(
     similar = _item_neighbours(binary, neighbours)
     warm = targets.warm()
     rows = binary[targets.history_codes[warm]]
-    # Rows of the score block hold at most (the user's items x neighbours) non-zeros.
+    # Rows of the score block hold at most (the user's items x neighbours) non-zeros, all
+    # positive: only those are ranked, never a dense users x catalogue block.
     parts = []
     for start, stop in _row_chunks(len(warm), interactions.n_items):
-        scores = (rows[start:stop] @ similar).toarray()
+        scores = rows[start:stop] @ similar
+        row, item = _stored(scores)
+        value = scores.data
         if exclude_seen:
-            scores[rows[start:stop].nonzero()] = 0.0
-        row, item, rank = _top_k_dense(_unscored_below_zero(scores), k, above=0.0)
-        parts.append(_Lists(warm[start + row], item, rank))
+            seen_row, seen_item = rows[start:stop].nonzero()
+            unseen = ~_sorted_contains(
+                np.sort(seen_row * interactions.n_items + seen_item),
+                row * interactions.n_items + item,
+            )
+            row, item, value = row[unseen], item[unseen], value[unseen]
+        order, rank = _top_k_stored(row, value, item, stop - start, k)
+        parts.append(_Lists(warm[start + row[order]], item[order], rank))
     return _filled_from_popularity(interactions, targets, parts, k, exclude_seen)
 
 
@@ -355,14 +363,18 @@ def _item_neighbours(binary: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
     by_item = binary.T.tocsr()
     rows, columns, values = [], [], []
     for start, stop in _row_chunks(n_items, n_items):
-        # Co-occurrence of a block of items with every item, never the whole item x item matrix.
-        block = (by_item[start:stop] @ binary).toarray()
-        block /= norms[start:stop, None] * norms[None, :]
-        block[np.arange(stop - start), np.arange(start, stop)] = 0.0  # not its own neighbour
-        row, column, _ = _top_k_dense(_unscored_below_zero(block), neighbours, above=0.0)
-        rows.append(start + row)
-        columns.append(column)
-        values.append(block[row, column])
+        # Co-occurrence of a block of items with every item, never the whole item x item matrix;
+        # only its non-zeros (positive cosines) are ranked.
+        block = by_item[start:stop] @ binary
+        row, column = _stored(block)
+        row = start + row
+        cosine = block.data / (norms[row] * norms[column])
+        other = row != column  # not its own neighbour
+        row, column, cosine = row[other], column[other], cosine[other]
+        order, _ = _top_k_stored(row - start, cosine, column, stop - start, neighbours)
+        rows.append(row[order])
+        columns.append(column[order])
+        values.append(cosine[order])
     return sp.csr_matrix(
         (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
         shape=(n_items, n_items),
@@ -477,16 +489,6 @@ def _sorted_contains(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarra
     return sorted_values[found] == values
 
 
-def _unscored_below_zero(scores: np.ndarray) -> np.ndarray:
-    """Non-positive scores replaced by distinct negative ones, in place.
-
-    np.partition slows down tenfold on rows that are mostly one repeated value.
-    """
-    distinct = -1.0 - np.arange(scores.shape[1], dtype=scores.dtype)
-    np.copyto(scores, np.broadcast_to(distinct, scores.shape), where=scores <= 0)
-    return scores
-
-
 def _top_k_dense(
     scores: np.ndarray, k: int, *, above: float = -np.inf
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -505,6 +507,55 @@ def _top_k_dense(
         row, scores[row, column].astype(np.float64), column, k=k, descending=True
     )
     return row[order], column[order], rank
+
+
+def _stored(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of each stored value of `matrix`, in the order of `matrix.data`."""
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    return rows, matrix.indices.astype(np.int64)
+
+
+def _top_k_stored(
+    row: np.ndarray, value: np.ndarray, column: np.ndarray, n_rows: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of each row's k highest values (by value, then column) and their ranks.
+
+    The entries are a sparse matrix's stored values, all positive, each (row, column) once:
+    the result is `_top_k_dense` on the dense matrix with every absent cell unscored, at a cost
+    that follows the stored values rather than the whole width. Rows with more than k values
+    get their k-th highest from a partition over their values only, padded to the longest row
+    of a group of rows of similar length.
+    """
+    if len(row) == 0 or k < 1:
+        nothing = np.zeros(0, dtype=np.int64)
+        return nothing, nothing
+    by_row = np.argsort(row, kind="stable")
+    counts = np.bincount(row, minlength=n_rows)
+    threshold = np.full(n_rows, -np.inf)
+    long_rows = np.flatnonzero(counts > k)
+    if len(long_rows):
+        starts = np.r_[0, np.cumsum(counts)[:-1]]
+        # Rows grouped by the power of two above their length: padding at most doubles a group.
+        width_class = np.ceil(np.log2(counts[long_rows])).astype(np.int64)
+        for width in np.unique(width_class):
+            members = long_rows[width_class == width]
+            lengths = counts[members]
+            padded = np.full((len(members), int(lengths.max())), -np.inf)
+            slot = np.repeat(np.arange(len(members)), lengths)
+            offset = ordering.position_in_run(slot) - 1
+            padded[slot, offset] = value[by_row[np.repeat(starts[members], lengths) + offset]]
+            kth = padded.shape[1] - k
+            threshold[members] = np.partition(padded, kth, axis=1)[:, kth]
+    # At least k per row (more where values tie with the k-th); the final cut breaks the ties.
+    candidates = np.flatnonzero(value >= threshold[row])
+    order, rank = ordering.top_k_per_group(
+        row[candidates],
+        value[candidates].astype(np.float64),
+        column[candidates],
+        k=k,
+        descending=True,
+    )
+    return candidates[order], rank
 
 
 def _row_chunks(n_rows: int, width: int) -> Iterator[tuple[int, int]]:

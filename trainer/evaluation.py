@@ -31,8 +31,8 @@ import pandas as pd
 from trainer import baselines, ordering, serving
 from trainer.columns import CUTOFF_DATE, ITEM_ID, USER_ID
 from trainer.feature_spec import FeatureSpec
-from trainer.intervals import bootstrap_intervals, paired_difference
-from trainer.metrics import per_user_metrics, ranking_metrics
+from trainer.intervals import bootstrap_interval_sets, paired_differences
+from trainer.metrics import ScoredLists, score_lists
 
 log = logging.getLogger(__name__)
 
@@ -145,33 +145,39 @@ def evaluate(
     query_positives = queries.keyed(positives)
     catalogue_size = int(item_features[ITEM_ID].nunique())
 
-    warm_queries = set(query_positives.loc[query_positives[WARM_USER], USER_ID])
-    segments = {
-        "warm_users": query_positives[query_positives[USER_ID].isin(warm_queries)],
-        "all_users": query_positives,
-    }
+    warm_queries = np.asarray(
+        pd.unique(query_positives.loc[query_positives[WARM_USER], USER_ID]), dtype=object
+    )
     candidates = queries.keyed(test_rows[test_rows[CUTOFF_DATE].isin(cutoffs)])
     keys = RankingKeys.of(candidates)
     max_candidates = int(np.bincount(keys.user_codes).max()) if len(candidates) else 1
     all_candidates = keys.ranked_lists(SCORE, k=max_candidates, descending=True)
+    # Each ranker's lists are scored once against every query's positives; a segment's metrics
+    # are the summary over its users, exactly ranking_metrics on the segment's positives.
+    scored = {name: score_lists(ranked, query_positives, ks=ks) for name, ranked in lists.items()}
+    scored_candidates = score_lists(all_candidates, query_positives, ks=[max_candidates])
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     candidate_recall: dict[str, float] = {}
-    for segment, segment_positives in segments.items():
+    for segment in SEGMENTS:
         metrics[segment] = {
-            name: ranking_metrics(ranked, segment_positives, ks=ks, catalogue_size=catalogue_size)
-            for name, ranked in lists.items()
+            name: result.summary(
+                catalogue_size=catalogue_size, users=_segment_mask(result, segment, warm_queries)
+            )
+            for name, result in scored.items()
         }
-        candidate_recall[segment] = ranking_metrics(
-            all_candidates, segment_positives, ks=[max_candidates], catalogue_size=catalogue_size
+        candidate_recall[segment] = scored_candidates.summary(
+            catalogue_size=catalogue_size,
+            users=_segment_mask(scored_candidates, segment, warm_queries),
         )[f"recall@{max_candidates}"]
-    per_user = per_user_by_ranker(lists, query_positives, ks=ks)
+    per_user = _per_user_frames(scored, warm_queries)
+    intervals, model_against = segment_bootstraps(per_user, metric=f"ndcg@{min(ks)}")
     return Evaluation(
         metrics=metrics,
         candidate_recall=candidate_recall,
         test_recommendations=served["model"],
         per_user=per_user,
-        intervals=segment_intervals(per_user),
-        model_against=model_against_rankers(per_user, metric=f"ndcg@{min(ks)}"),
+        intervals=intervals,
+        model_against=model_against,
     )
 
 
@@ -242,33 +248,38 @@ def baseline_lists(
     )
 
 
-def model_against_rankers(
-    per_user: dict[str, pd.DataFrame], *, metric: str
-) -> dict[str, dict[str, dict[str, float]]]:
-    """segment -> ranker -> the paired difference of `metric` (model minus ranker) over the
-    segment's users, with its 95% bootstrap interval: does the model beat it beyond noise?"""
-    model = per_user["model"]
-    result: dict[str, dict[str, dict[str, float]]] = {}
-    for segment in SEGMENTS:
-        users = in_segment(model, segment)
-        result[segment] = {
-            name: paired_difference(users[metric], in_segment(frame, segment)[metric]).to_json()
-            for name, frame in per_user.items()
-            if name != "model" and len(users)
-        }
-    return result
-
-
 def per_user_by_ranker(
     lists: dict[str, pd.DataFrame], positives: pd.DataFrame, *, ks: Sequence[int]
 ) -> dict[str, pd.DataFrame]:
     """Each ranker's per-user metrics over every user with a positive, flagged warm or not."""
-    warm_users = pd.unique(positives.loc[positives[WARM_USER], USER_ID])
+    warm_users = np.asarray(pd.unique(positives.loc[positives[WARM_USER], USER_ID]), dtype=object)
+    scored = {name: score_lists(ranked, positives, ks=ks) for name, ranked in lists.items()}
+    return _per_user_frames(scored, warm_users)
+
+
+def _per_user_frames(
+    scored: dict[str, ScoredLists], warm_users: np.ndarray
+) -> dict[str, pd.DataFrame]:
     frames = {}
-    for name, ranked in lists.items():
-        frame = per_user_metrics(ranked, positives, ks=ks)
-        frames[name] = frame.assign(**{WARM_USER: frame.index.isin(warm_users)})
+    for name, result in scored.items():
+        frame = result.per_user_frame()
+        frames[name] = frame.assign(**{WARM_USER: _is_in(frame.index, warm_users)})
     return frames
+
+
+def _segment_mask(scored: ScoredLists, segment: str, warm_users: np.ndarray) -> np.ndarray | None:
+    """Which of the scored users are in `segment` (None: all of them)."""
+    if segment == "warm_users":
+        return _is_in(scored.users, warm_users)
+    if segment == "all_users":
+        return None
+    raise ValueError(f"unknown segment {segment!r}; expected one of {', '.join(SEGMENTS)}")
+
+
+def _is_in(ids: pd.Index | np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Whether each id is one of `wanted` (an object array), as a hash lookup on objects: the
+    isin of a pandas string index makes a Python object per wanted value on every call."""
+    return pd.Index(np.asarray(ids, dtype=object), dtype=object).isin(wanted)
 
 
 def in_segment(per_user: pd.DataFrame, segment: str) -> pd.DataFrame:
@@ -280,11 +291,19 @@ def in_segment(per_user: pd.DataFrame, segment: str) -> pd.DataFrame:
     raise ValueError(f"unknown segment {segment!r}; expected one of {', '.join(SEGMENTS)}")
 
 
-def segment_intervals(
-    per_user: dict[str, pd.DataFrame],
-) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """segment -> ranker -> metric -> [low, high], every ranker on the same resampled users."""
-    result: dict[str, dict[str, dict[str, list[float]]]] = {}
+def segment_bootstraps(
+    per_user: dict[str, pd.DataFrame], *, metric: str
+) -> tuple[dict[str, dict[str, dict[str, list[float]]]], dict[str, dict[str, dict[str, float]]]]:
+    """Per segment, every ranker's 95% bootstrap intervals and the model against each ranker.
+
+    The first result is segment -> ranker -> metric -> [low, high], every ranker on the same
+    resampled users; the second segment -> ranker -> the paired difference of `metric` (model
+    minus ranker) over the segment's users with its 95% interval: does the model beat it beyond
+    noise? All of a segment's intervals are computed from one draw of its users, each exactly
+    what `bootstrap_intervals` and `paired_difference` give on their own.
+    """
+    intervals: dict[str, dict[str, dict[str, list[float]]]] = {}
+    model_against: dict[str, dict[str, dict[str, float]]] = {}
     for segment in SEGMENTS:
         rows = pd.concat(
             {
@@ -293,7 +312,19 @@ def segment_intervals(
             },
             axis=1,
         )
-        result[segment] = {name: {} for name in per_user}
-        for (name, metric), interval in bootstrap_intervals(rows).items():
-            result[segment][name][metric] = [interval.low, interval.high]
-    return result
+        model = in_segment(per_user["model"], segment)[metric]
+        others = [name for name in per_user if name != "model"] if len(model) else []
+        differences = [
+            pd.DataFrame(
+                {"value": paired_differences(model, in_segment(per_user[name], segment)[metric])}
+            )
+            for name in others
+        ]
+        by_ranker, *against = bootstrap_interval_sets([rows, *differences])
+        intervals[segment] = {name: {} for name in per_user}
+        for (name, ranker_metric), interval in by_ranker.items():
+            intervals[segment][name][ranker_metric] = [interval.low, interval.high]
+        model_against[segment] = {
+            name: result["value"].to_json() for name, result in zip(others, against, strict=True)
+        }
+    return intervals, model_against

@@ -80,30 +80,66 @@ def bootstrap_intervals(
     Sharing the resamples makes the intervals of several metrics or rankers on the same users
     consistent with each other, and costs one draw of users for all columns.
     """
+    return bootstrap_interval_sets([frame], confidence=confidence, resamples=resamples, seed=seed)[
+        0
+    ]
+
+
+def bootstrap_interval_sets(
+    frames: Sequence[pd.DataFrame],
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> list[dict[Hashable, Interval]]:
+    """`bootstrap_intervals` of each of `frames` (the same users, in the same row order), all
+    from one draw of users.
+
+    Each result equals `bootstrap_intervals(frame, seed=seed)`: the draws depend only on the
+    seed and the number of users, so drawing them once for every frame changes nothing but the
+    time taken. Each frame keeps its own matrix product, so its arithmetic is that of a call on
+    its own.
+    """
     _check_settings(confidence, resamples)
+    if not frames:
+        return []
+    values = [_checked_values(frame) for frame in frames]
+    n_users = {len(frame) for frame in frames}
+    if len(n_users) > 1:
+        raise ValueError(f"frames resampled together must hold the same users, got {n_users}")
+    all_means = _resampled_means_of_each(values, resamples, seed)
+    tail = (1.0 - confidence) / 2.0
+    results = []
+    for frame, frame_values, means in zip(frames, values, all_means, strict=True):
+        low, high = np.quantile(means, [tail, 1.0 - tail], axis=0)
+        point = frame_values.mean(axis=0)
+        results.append(
+            {
+                name: Interval(
+                    mean=float(point[i]),
+                    # The observed mean always lies inside (floating-point noise aside at zero
+                    # width).
+                    low=float(min(low[i], point[i])),
+                    high=float(max(high[i], point[i])),
+                    confidence=confidence,
+                    resamples=resamples,
+                    users=len(frame),
+                )
+                for i, name in enumerate(frame.columns)
+            }
+        )
+    return results
+
+
+def _checked_values(frame: pd.DataFrame) -> np.ndarray:
+    """`frame` as a float64 matrix; no NaN and at least one user."""
     values = frame.to_numpy(dtype=np.float64)
     if np.isnan(values).any():
         bad = [str(name) for name in frame.columns[np.isnan(values).any(axis=0)]]
         raise ValueError(f"per-user values are missing (NaN) in {', '.join(bad)}")
-    n_users = len(frame)
-    if n_users == 0:
+    if len(frame) == 0:
         raise ValueError("no users to resample: a bootstrap interval needs at least one user")
-    means = _resampled_means(values, resamples, seed)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail], axis=0)
-    point = values.mean(axis=0)
-    return {
-        name: Interval(
-            mean=float(point[i]),
-            # The observed mean always lies inside (floating-point noise aside at zero width).
-            low=float(min(low[i], point[i])),
-            high=float(max(high[i], point[i])),
-            confidence=confidence,
-            resamples=resamples,
-            users=n_users,
-        )
-        for i, name in enumerate(frame.columns)
-    }
+    return values
 
 
 def paired_difference(
@@ -119,6 +155,13 @@ def paired_difference(
     `a` and `b` are indexed by user; they are aligned by that index (order does not matter), and
     must hold exactly the same users, once each: a comparison on different users is not paired.
     """
+    difference = paired_differences(a, b)
+    return bootstrap_interval(difference, confidence=confidence, resamples=resamples, seed=seed)
+
+
+def paired_differences(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Per-user a - b, aligned by user (the index), in a's order: what `paired_difference`
+    resamples. Raises ValueError unless both hold exactly the same users, once each."""
     for name, series in (("a", a), ("b", b)):
         if not series.index.is_unique:
             repeated = series.index[series.index.duplicated()].unique()[:5]
@@ -133,8 +176,7 @@ def paired_difference(
                 f"{len(only_b)} only in b (e.g. {list(only_b[:5])})"
             )
         b = b.reindex(a.index)
-    difference = a.to_numpy(dtype=np.float64) - b.to_numpy(dtype=np.float64)
-    return bootstrap_interval(difference, confidence=confidence, resamples=resamples, seed=seed)
+    return a.to_numpy(dtype=np.float64) - b.to_numpy(dtype=np.float64)
 
 
 def _check_settings(confidence: float, resamples: int) -> None:
@@ -145,19 +187,28 @@ def _check_settings(confidence: float, resamples: int) -> None:
 
 
 def _resampled_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """(resamples, columns) means of `values` rows drawn with replacement, chunk by chunk.
+    """(resamples, columns) means of `values` rows drawn with replacement, chunk by chunk."""
+    return _resampled_means_of_each([values], resamples, seed)[0]
+
+
+def _resampled_means_of_each(
+    values: Sequence[np.ndarray], resamples: int, seed: int
+) -> list[np.ndarray]:
+    """`_resampled_means` of each matrix of `values` (all with the same rows), on one draw.
 
     Each chunk turns its draws into per-user counts, so every column's resampled sum is one
     matrix product with the values.
     """
-    n_users = len(values)
+    n_users = len(values[0])
     rng = np.random.default_rng(seed)
     per_chunk = max(1, MAX_DRAWS_PER_CHUNK // n_users)
-    means = np.empty((resamples, values.shape[1]), dtype=np.float64)
+    means = [np.empty((resamples, matrix.shape[1]), dtype=np.float64) for matrix in values]
     for start in range(0, resamples, per_chunk):
         rows = min(per_chunk, resamples - start)
         draws = rng.integers(0, n_users, size=(rows, n_users))
         draws += np.arange(rows)[:, None] * n_users  # a distinct slot per (resample, user)
         counts = np.bincount(draws.ravel(), minlength=rows * n_users).reshape(rows, n_users)
-        means[start : start + rows] = counts.astype(np.float64) @ values / n_users
+        counts = counts.astype(np.float64)
+        for matrix, result in zip(values, means, strict=True):
+            result[start : start + rows] = counts @ matrix / n_users
     return means

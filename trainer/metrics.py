@@ -49,17 +49,8 @@ def ranking_metrics(
     Also returned: "users_evaluated" and "users_with_recommendations" (share of evaluated users
     with at least one recommendation).
     """
-    if isinstance(catalogue_size, bool) or catalogue_size < 1:
-        raise ValueError(f"catalogue_size must be at least 1, got {catalogue_size!r}")
-    scored = _score_lists(recommendations, positives, ks)
-    results: dict[str, float] = {}
-    for k in scored.ks:
-        for metric in PER_USER_METRICS:
-            results[f"{metric}@{k}"] = float(np.mean(scored.per_user[f"{metric}@{k}"]))
-        results[f"coverage@{k}"] = scored.distinct_items_shown[k] / catalogue_size
-    results["users_evaluated"] = float(len(scored.users))
-    results["users_with_recommendations"] = float(np.mean(scored.has_recommendations))
-    return results
+    _check_catalogue_size(catalogue_size)
+    return score_lists(recommendations, positives, ks=ks).summary(catalogue_size=catalogue_size)
 
 
 def per_user_metrics(
@@ -72,9 +63,7 @@ def per_user_metrics(
     and paired comparisons of two rankers resample these rows. Indexed by user_id (sorted), with
     columns "recall@K", "ndcg@K", "map@K", "precision@K" for each K in ascending order.
     """
-    scored = _score_lists(recommendations, positives, ks)
-    frame = pd.DataFrame(scored.per_user, index=pd.Index(scored.users, name=USER_ID))
-    return frame.sort_index(kind="stable")
+    return score_lists(recommendations, positives, ks=ks).per_user_frame()
 
 
 # The metrics that are a mean over users (coverage is a property of the whole set of lists).
@@ -82,20 +71,59 @@ PER_USER_METRICS = ("recall", "ndcg", "map", "precision")
 
 
 @dataclass(frozen=True)
-class _ScoredLists:
-    """Per-user metric arrays (in `users` order) and what the set-level metrics need."""
+class ScoredLists:
+    """Every evaluated user's metrics (in `users` order: first appearance in the positives),
+    and the deduplicated list rows (user code, item code, position) that coverage counts.
+
+    Scoring once and summarising per user segment gives exactly what `ranking_metrics` gives on
+    the segment's positives: a user's values depend only on their own list and positives.
+    """
 
     ks: list[int]
     users: np.ndarray
     per_user: dict[str, np.ndarray]
     has_recommendations: np.ndarray
-    distinct_items_shown: dict[int, int]
+    list_user: np.ndarray
+    list_item: np.ndarray
+    list_position: np.ndarray
+
+    def summary(self, *, catalogue_size: int, users: np.ndarray | None = None) -> dict[str, float]:
+        """`ranking_metrics` over the users where the boolean mask `users` is set (all: None)."""
+        _check_catalogue_size(catalogue_size)
+        if users is None:
+            users = np.ones(len(self.users), dtype=bool)
+        if not users.any():
+            raise ValueError(_NO_POSITIVES)
+        in_users = users[self.list_user]
+        results: dict[str, float] = {}
+        for k in self.ks:
+            for metric in PER_USER_METRICS:
+                results[f"{metric}@{k}"] = float(np.mean(self.per_user[f"{metric}@{k}"][users]))
+            shown = self.list_item[in_users & (self.list_position <= k)]
+            results[f"coverage@{k}"] = int(np.count_nonzero(np.bincount(shown))) / catalogue_size
+        results["users_evaluated"] = float(np.count_nonzero(users))
+        results["users_with_recommendations"] = float(np.mean(self.has_recommendations[users]))
+        return results
+
+    def per_user_frame(self) -> pd.DataFrame:
+        """`per_user_metrics`: one row per evaluated user, indexed by user_id (sorted)."""
+        frame = pd.DataFrame(self.per_user, index=pd.Index(self.users, name=USER_ID))
+        return frame.sort_index(kind="stable")
 
 
-def _score_lists(
-    recommendations: pd.DataFrame, positives: pd.DataFrame, ks: Sequence[int]
-) -> _ScoredLists:
-    """Validate the inputs and compute every per-user metric in one vectorised pass."""
+_NO_POSITIVES = "no positives to evaluate against: every evaluated user needs at least one positive"
+
+
+def _check_catalogue_size(catalogue_size: int) -> None:
+    if isinstance(catalogue_size, bool) or catalogue_size < 1:
+        raise ValueError(f"catalogue_size must be at least 1, got {catalogue_size!r}")
+
+
+def score_lists(
+    recommendations: pd.DataFrame, positives: pd.DataFrame, *, ks: Sequence[int]
+) -> ScoredLists:
+    """Validate the inputs of `ranking_metrics` and compute every per-user metric in one
+    vectorised pass, for summaries over several user segments."""
     cutoffs = _validated_ks(ks)
     _require_columns(recommendations, "recommendations", RECOMMENDATION_COLUMNS)
     _require_columns(positives, "positives", POSITIVE_COLUMNS)
@@ -104,9 +132,7 @@ def _score_lists(
             f"recommendations column 'rank' must be numeric, got {recommendations['rank'].dtype}"
         )
     if positives.empty:
-        raise ValueError(
-            "no positives to evaluate against: every evaluated user needs at least one positive"
-        )
+        raise ValueError(_NO_POSITIVES)
 
     if len(recommendations):
         _require_comparable_ids(recommendations, positives)
@@ -145,7 +171,6 @@ def _score_lists(
 
     ideal_dcg = np.cumsum(1.0 / np.log2(np.arange(2, max(cutoffs) + 2)))
     per_user: dict[str, np.ndarray] = {}
-    distinct_items_shown: dict[int, int] = {}
     for k in cutoffs:
         in_top = position <= k
         user_k = rec_user[in_top]
@@ -158,15 +183,15 @@ def _score_lists(
         per_user[f"ndcg@{k}"] = dcg / ideal_dcg[attainable - 1]
         per_user[f"map@{k}"] = precision_sum / attainable
         per_user[f"precision@{k}"] = hits / k
-        shown = np.bincount(rec_item[in_top], minlength=n_items)
-        distinct_items_shown[k] = int(np.count_nonzero(shown))
 
-    return _ScoredLists(
+    return ScoredLists(
         ks=cutoffs,
         users=user_values[:n_users],
         per_user=per_user,
         has_recommendations=np.bincount(rec_user, minlength=n_users) > 0,
-        distinct_items_shown=distinct_items_shown,
+        list_user=rec_user,
+        list_item=rec_item,
+        list_position=position,
     )
 
 

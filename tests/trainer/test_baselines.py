@@ -145,6 +145,30 @@ def test_top_k_of_a_score_block_breaks_ties_by_column_and_skips_the_unscored() -
     )
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_k_of_stored_values_is_the_dense_top_k_of_the_scored_cells(seed: int) -> None:
+    # Rows from empty to full, with ties (values on a coarse grid) and rows shorter than k.
+    rng = np.random.default_rng(seed)
+    n_rows, n_columns, k = 60, 300, 7
+    dense = np.where(
+        rng.random((n_rows, n_columns)) < rng.random((n_rows, 1)) ** 3,
+        rng.integers(1, 6, (n_rows, n_columns)) / 4.0,
+        0.0,
+    )
+    dense[:3] = 0.0
+    row, column = np.nonzero(dense)
+    shuffled = rng.permutation(len(row))  # stored values need not come in row order
+    row, column = row[shuffled], column[shuffled]
+
+    positions, rank = baselines._top_k_stored(row, dense[row, column], column, n_rows, k)
+
+    expected = baselines._top_k_dense(dense, k, above=0.0)
+    assert row[positions].tolist() == expected[0].tolist()
+    assert column[positions].tolist() == expected[1].tolist()
+    assert rank.tolist() == expected[2].tolist()
+    assert (np.bincount(row[positions], minlength=n_rows) <= k).all()
+
+
 def test_item_knn_scores_sum_similarities_to_the_users_items() -> None:
     ranked = item_knn(KNN_HISTORY, ["u1", "u3", "u4"], CUTOFF, 3, True)
     # u1: c = ac + bc = 1.3165, d = bd = 0.4082, e unscored (popularity fill).
