@@ -384,16 +384,20 @@ def run(config: TrainerConfig) -> RunResult:
         cutoff=scoring_cutoff,
         model_version=config.run_id,
     )
+    # Only the keys are checked: the features go first, so the checks' hashing of millions of
+    # (user, item) pairs never adds to a frame still holding every feature.
+    candidates = scoring[[USER_ID, ITEM_ID]]
+    del scoring
     if config.recommendations_table:
         check_servable(
             recommendations,
-            scoring,
+            candidates,
             known_users,
             fallback,
             k=config.top_k,
             table=config.recommendations_table,
         )
-    del scoring
+    del candidates
     lap("recommend_seconds")
 
     with writing.staged_run(config.run_dir) as staged:
