@@ -20,13 +20,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from recflow.pipeline.settings import REPO_ROOT
+from recflow.pipeline.settings import project_vars
 
 log = logging.getLogger(__name__)
 
-DBT_PROJECT_FILE = REPO_ROOT / "dbt" / "dbt_project.yml"
 # The dbt models whose work the baselines repeat (the rest of the build, candidates, training
 # examples and tests, they leave out), for a like-for-like ratio beside the full build's. The
 # staging views and the ephemeral int_interactions_before_cutoffs run inside these.
@@ -122,9 +119,9 @@ class BaselineParams:
     covisit_neighbours_per_item: int
 
     @classmethod
-    def from_dbt_project(cls, path: Path = DBT_PROJECT_FILE) -> BaselineParams:
+    def from_dbt_project(cls) -> BaselineParams:
         """The project's own vars, so the baselines follow any change to them."""
-        dbt_vars: dict[str, Any] = yaml.safe_load(path.read_text())["vars"]
+        dbt_vars = project_vars()
         event_types = dbt_vars["event_types"]
         return cls(
             event_weights={name: float(c["weight"]) for name, c in event_types.items()},

@@ -30,7 +30,6 @@ from typing import Any
 
 import duckdb
 import sqlglot
-import yaml
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.pushdown_predicates import pushdown_predicates
@@ -38,7 +37,7 @@ from sqlglot.optimizer.pushdown_projections import pushdown_projections
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
-from recflow.pipeline.settings import REPO_ROOT
+from recflow.pipeline.settings import project_vars
 from recflow.review.bigquery_cost import DEFAULT_USD_PER_TIB, estimate_usd, format_bytes, format_usd
 
 log = logging.getLogger(__name__)
@@ -274,7 +273,7 @@ def estimate(
     manifest = json.loads(manifest_path.read_text())
     known = relations(manifest)
     if lookback_days is None:
-        lookback_days = _project_lookback_days()
+        lookback_days = int(project_vars()["incremental_lookback_days"])
     with duckdb.connect(str(duckdb_path), read_only=True) as connection:
         columns = _warehouse_columns(connection)
         known = {key: relation for key, relation in known.items() if key in columns}
@@ -343,11 +342,6 @@ def estimate(
 def _with_minimum(per_table: Iterable[int]) -> int:
     """What one query bills: at least 10 MB per table it reads, and per query."""
     return max(sum(max(size, MIN_BYTES_PER_TABLE) for size in per_table), MIN_BYTES_PER_TABLE)
-
-
-def _project_lookback_days() -> int:
-    project = yaml.safe_load((REPO_ROOT / "dbt" / "dbt_project.yml").read_text())
-    return int(project["vars"]["incremental_lookback_days"])
 
 
 def _warehouse_columns(connection: duckdb.DuckDBPyConnection) -> dict[Key, dict[str, str]]:
